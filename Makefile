@@ -1,0 +1,41 @@
+# The front door: `make eval ...` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+POLICY   ?= scripted
+TASK     ?= drawer_tidy
+EPISODES ?= 10
+SEED     ?= 0
+WORKERS  ?= 1
+OUT      ?=
+VIDEOS   ?= 0
+
+.PHONY: venv eval test test-slow bench clean
+
+venv: $(STAMP)
+
+# torch is installed first and pinned, so no later dependency can pull a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]' torch==2.13.0
+	touch $(STAMP)
+
+eval: $(STAMP)
+	$(VENV)/bin/pi0bench eval --policy $(POLICY) --task $(TASK) --episodes $(EPISODES) \
+		--seed $(SEED) --workers $(WORKERS) --videos $(VIDEOS) $(if $(OUT),--out $(OUT))
+
+test: $(STAMP)
+	MUJOCO_GL=egl $(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	MUJOCO_GL=egl $(PY) -m pytest -m slow
+
+bench: $(STAMP)
+	$(PY) benchmarks/harness_overhead.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,32 @@
+"""Camera rendering on the CPU: one offscreen renderer per env, only the cameras asked for."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+
+class CameraRenderer:
+    """Renders named cameras at a fixed size. Create it inside the process that uses it."""
+
+    def __init__(self, model: mujoco.MjModel, height: int, width: int):
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        self._renderer = mujoco.Renderer(model, height=height, width=width)
+        self._camera_ids = {}
+        self._model = model
+
+    def camera_id(self, name: str) -> int:
+        if name not in self._camera_ids:
+            self._camera_ids[name] = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        return self._camera_ids[name]
+
+    def render(self, data: mujoco.MjData, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+        frames = {}
+        for name in cameras:
+            self._renderer.update_scene(data, camera=self.camera_id(name))
+            frames[name] = self._renderer.render().copy()
+        return frames
+
+    def close(self) -> None:
+        self._renderer.close()

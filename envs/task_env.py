@@ -1,0 +1,129 @@
+"""The gymnasium environment every task runs in.
+
+Observation (the same for every policy, as in openpi/LeRobot):
+``{"images": {camera: HxWx3 uint8}, "state": float32[D], "prompt": str}``.
+Action: float32[D] absolute joint targets + gripper openings in [0, 1], held for one control
+period (physics at 2 ms, so 25 substeps at 20 Hz and 10 at 50 Hz).
+Reward is the number of rubric points newly earned on the step; ``terminated`` is set when
+every point is earned, ``truncated`` at the task's episode length.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from pi0bench.envs.render import CameraRenderer
+from pi0bench.errors import UserError
+
+PHYSICS_TIMESTEP = 0.002
+
+
+class TaskEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, task: str = "drawer_tidy", cameras: tuple[str, ...] | None = None,
+                 image_size: int | tuple[int, int] = 128, render_mode: str | None = None):
+        from pi0bench.registry import make_task
+
+        self.task = make_task(task) if isinstance(task, str) else task
+        self.robot = self.task.make_robot()
+        cameras = tuple(self.robot.cameras if cameras is None else cameras)
+        unknown = [c for c in cameras if c not in self.robot.cameras]
+        if unknown:
+            raise UserError(f"unknown camera {unknown[0]!r} for task {self.task.name}; "
+                            f"choose from {', '.join(self.robot.cameras)}")
+        self.cameras = cameras
+        self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.render_mode = render_mode
+
+        self.model = self.task.build_spec().compile()
+        self.model.opt.timestep = PHYSICS_TIMESTEP
+        self.data = mujoco.MjData(self.model)
+        self.robot.bind(self.model)
+        self.substeps = round(1.0 / (self.robot.control_hz * PHYSICS_TIMESTEP))
+        self.max_steps = round(self.task.episode_seconds * self.robot.control_hz)
+        self.metadata = {**self.metadata, "render_fps": self.robot.control_hz}
+        self._renderer: CameraRenderer | None = None
+
+        low, high = self.robot.action_bounds()
+        self.action_space = spaces.Box(low, high, dtype=np.float32)
+        image = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
+        self.observation_space = spaces.Dict({
+            "images": spaces.Dict({c: image for c in cameras}),
+            "state": spaces.Box(-np.inf, np.inf, (self.robot.action_dim,), np.float32),
+            "prompt": spaces.Text(max_length=256, charset=_PROMPT_CHARSET),
+        })
+        self.steps = 0
+        self.stages: dict[str, bool] = {}
+
+    # -- gymnasium API -----------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        self.task.new_episode()
+        self.robot.set_state(self.data, self.robot.home)
+        self.task.reset(self.model, self.data, self.np_random)
+        mujoco.mj_forward(self.model, self.data)
+        self.steps = 0
+        self.stages = self.task.evaluate(self.model, self.data)
+        return self._observation(), self._info()
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        self.robot.apply_action(self.data, action)
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        self.steps += 1
+        before = self.points
+        self.stages = self.task.evaluate(self.model, self.data)
+        reward = self.points - before
+        terminated = self.points >= self.task.max_points
+        truncated = self.steps >= self.max_steps and not terminated
+        return self._observation(), float(reward), bool(terminated), bool(truncated), self._info()
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            frames = self._render(self.cameras[:1])
+            return frames[self.cameras[0]]
+        return None
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def points(self) -> float:
+        return float(sum(s.points for s in self.task.stages if self.stages.get(s.name)))
+
+    @property
+    def sim_seconds(self) -> float:
+        return float(self.data.time)
+
+    def _render(self, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if not cameras:
+            return {}
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.model, self.height, self.width)
+        return self._renderer.render(self.data, cameras)
+
+    def _observation(self) -> dict:
+        return {
+            "images": self._render(self.cameras),
+            "state": self.robot.state(self.data),
+            "prompt": self.task.instruction,
+        }
+
+    def _info(self) -> dict:
+        return {
+            "stages": dict(self.stages),
+            "points": self.points,
+            "max_points": self.task.max_points,
+            "is_success": self.points >= self.task.max_points,
+        }
+
+
+_PROMPT_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-!?")

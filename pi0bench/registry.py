@@ -1,0 +1,44 @@
+"""Names → factories for tasks and policies. Adding a task or policy is one line here."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pi0bench.errors import UserError
+
+TASKS: dict[str, str] = {
+    "drawer_tidy": "pi0bench.tasks.drawer_tidy:DrawerTidy",
+}
+
+POLICIES: dict[str, str] = {
+    "scripted": "pi0bench.policies.scripted:make_scripted",
+    "random": "pi0bench.policies.simple:make_random",
+    "hold": "pi0bench.policies.simple:make_hold",
+}
+
+
+def _load(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def check_task(name: str) -> str:
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; choose from: {', '.join(sorted(TASKS))}")
+    return name
+
+
+def check_policy(name: str) -> str:
+    if name not in POLICIES:
+        raise UserError(f"unknown policy {name!r}; choose from: {', '.join(sorted(POLICIES))}")
+    return name
+
+
+def make_task(name: str):
+    return _load(TASKS[check_task(name)])()
+
+
+def make_policy(name: str, env):
+    """Build a policy for `env` (its action space, robot and task are what factories need)."""
+    return _load(POLICIES[check_policy(name)])(env)
