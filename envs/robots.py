@@ -46,6 +46,14 @@ class Robot:
             joint += n
         return low, high
 
+    def check_cameras(self, cameras: tuple[str, ...]) -> None:
+        from pi0bench.errors import UserError
+
+        unknown = [c for c in cameras if c not in self.cameras]
+        if unknown:
+            raise UserError(f"unknown camera {unknown[0]!r} for the {self.name} robot; "
+                            f"choose from {', '.join(self.cameras)}")
+
     def bind(self, model: mujoco.MjModel) -> None:
         """Resolve names to ids once per compiled model (the hot path then indexes arrays)."""
         self._ids = {

@@ -16,7 +16,6 @@ import numpy as np
 from gymnasium import spaces
 
 from pi0bench.envs.render import CameraRenderer
-from pi0bench.errors import UserError
 
 PHYSICS_TIMESTEP = 0.002
 
@@ -31,10 +30,7 @@ class TaskEnv(gym.Env):
         self.task = make_task(task) if isinstance(task, str) else task
         self.robot = self.task.make_robot()
         cameras = tuple(self.robot.cameras if cameras is None else cameras)
-        unknown = [c for c in cameras if c not in self.robot.cameras]
-        if unknown:
-            raise UserError(f"unknown camera {unknown[0]!r} for task {self.task.name}; "
-                            f"choose from {', '.join(self.robot.cameras)}")
+        self.robot.check_cameras(cameras)
         self.cameras = cameras
         self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
         self.render_mode = render_mode
@@ -72,16 +68,21 @@ class TaskEnv(gym.Env):
         return self._observation(), self._info()
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64)
-        self.robot.apply_action(self.data, action)
+        reward, terminated, truncated, info = self.advance(action)
+        return self._observation(), reward, terminated, truncated, info
+
+    def advance(self, action) -> tuple[float, bool, bool, dict]:
+        """`step` without building the observation: the rollout loop uses it for the actions
+        of a chunk whose observations no policy will read, so those frames are never
+        rendered."""
+        self.robot.apply_action(self.data, np.asarray(action, dtype=np.float64))
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         self.steps += 1
         before = self.points
         self.stages = self.task.evaluate(self.model, self.data)
-        reward = self.points - before
         terminated = self.points >= self.task.max_points
         truncated = self.steps >= self.max_steps and not terminated
-        return self._observation(), float(reward), bool(terminated), bool(truncated), self._info()
+        return self.points - before, bool(terminated), bool(truncated), self._info()
 
     def render(self):
         if self.render_mode == "rgb_array":

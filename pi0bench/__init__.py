@@ -10,3 +10,5 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 __version__ = "0.1.0"
+
+import pi0bench.envs  # noqa: E402,F401  (registers the gymnasium ids)

@@ -11,10 +11,13 @@ TASKS: dict[str, str] = {
     "drawer_tidy": "pi0bench.tasks.drawer_tidy:DrawerTidy",
 }
 
-POLICIES: dict[str, str] = {
-    "scripted": "pi0bench.policies.scripted:make_scripted",
-    "random": "pi0bench.policies.simple:make_random",
-    "hold": "pi0bench.policies.simple:make_hold",
+# name -> (factory, one-line description)
+POLICIES: dict[str, tuple[str, str]] = {
+    "scripted": ("pi0bench.policies.scripted:make_scripted",
+                 "the task's privileged-state expert (IK waypoints); an upper reference"),
+    "random": ("pi0bench.policies.simple:make_random",
+               "uniform random joint targets; a floor that must score 0"),
+    "hold": ("pi0bench.policies.simple:make_hold", "keeps the initial pose; a floor that must score 0"),
 }
 
 
@@ -39,6 +42,10 @@ def make_task(name: str):
     return _load(TASKS[check_task(name)])()
 
 
+def describe_policy(name: str) -> str:
+    return POLICIES[check_policy(name)][1]
+
+
 def make_policy(name: str, env):
     """Build a policy for `env` (its action space, robot and task are what factories need)."""
-    return _load(POLICIES[check_policy(name)])(env)
+    return _load(POLICIES[check_policy(name)][0])(env)

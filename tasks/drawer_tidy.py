@@ -7,7 +7,7 @@ Scene (metres, world frame: robot base at the origin facing +x, table top at z =
 
 Initial state, from the episode seed
   Cabinet front centre x ∈ [0.50, 0.58], y ∈ [0.10, 0.20], facing the robot ± 10° yaw.
-  Items x ∈ [0.35, 0.60], y ∈ [−0.36, −0.10], any yaw, at least 0.10 apart.
+  Items x ∈ [0.35, 0.60], y ∈ [−0.40, −0.17], any yaw, at least 0.10 apart.
   Robot at the Panda's ready pose, gripper open, drawer closed.
 
 Rubric (5 points, as in the paper)
@@ -43,6 +43,7 @@ INTERIOR_X = (-0.24, 0.0)
 INTERIOR_HALF_Y = 0.135
 INTERIOR_Z = (0.02, 0.11)
 RESTING_SPEED = 0.05
+PANDA = franka.FrankaNames(prefix="panda/")
 KNOB = np.array([0.045, 0.0, 0.09])  # grasp point on the knob shaft, drawer frame
 BASE_CAMERA = (0.95, -0.85, 0.9)
 
@@ -55,12 +56,13 @@ class Item:
     grasp_width: float  # across the axis the fingers close on
     mass: float
     rgba: str
+    symmetry: float  # rotation about z that maps the item onto itself (0: any rotation)
 
 
 ITEMS = (
-    Item("red_cube", 'type="box" size="0.0225 0.0225 0.0225"', 0.0225, 0.045, 0.08, "0.85 0.15 0.12 1"),
-    Item("green_can", 'type="cylinder" size="0.022 0.03"', 0.03, 0.044, 0.07, "0.2 0.7 0.25 1"),
-    Item("blue_block", 'type="box" size="0.015 0.035 0.0175"', 0.0175, 0.03, 0.06, "0.15 0.3 0.85 1"),
+    Item("red_cube", 'type="box" size="0.0225 0.0225 0.0225"', 0.0225, 0.045, 0.08, "0.85 0.15 0.12 1", math.pi / 2),
+    Item("green_can", 'type="cylinder" size="0.022 0.03"', 0.03, 0.044, 0.07, "0.2 0.7 0.25 1", 0.0),
+    Item("blue_block", 'type="box" size="0.015 0.035 0.0175"', 0.0175, 0.03, 0.06, "0.15 0.3 0.85 1", math.pi),
 )
 
 
@@ -136,11 +138,11 @@ class DrawerTidy(Task):
         self._ids: dict | None = None
 
     def make_robot(self) -> Robot:
-        return make_franka()
+        return make_franka(PANDA.prefix)
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = mujoco.MjSpec.from_string(scene_mjcf())
-        spec.attach(franka.franka_spec(), frame=spec.frame("robot_mount"), prefix="")
+        spec.attach(franka.franka_spec(), frame=spec.frame("robot_mount"), prefix=PANDA.prefix)
         return spec
 
     def new_episode(self) -> None:
@@ -154,7 +156,7 @@ class DrawerTidy(Task):
         placed: list[np.ndarray] = []
         for item in ITEMS:
             while True:
-                xy = np.array([rng.uniform(0.35, 0.60), rng.uniform(-0.36, -0.10)])
+                xy = np.array([rng.uniform(0.35, 0.60), rng.uniform(-0.40, -0.17)])
                 if all(np.linalg.norm(xy - other) >= 0.10 for other in placed):
                     break
             placed.append(xy)
@@ -172,7 +174,7 @@ class DrawerTidy(Task):
                 "drawer_body": model.body("drawer").id,
                 "items": [model.body(i.name).id for i in ITEMS],
                 "item_geoms": [model.geom(i.name).id for i in ITEMS],
-                "fingers": {model.body(n).id for n in franka.FrankaNames().fingers},
+                "fingers": {model.body(n).id for n in PANDA.fingers},
             }
         return self._ids
 
@@ -207,7 +209,7 @@ class DrawerTidy(Task):
     def expert(self, env):
         from pi0bench.policies.scripted import WaypointExpert  # noqa: PLC0415
 
-        return WaypointExpert(env, lambda: self._plan(env), franka.FrankaNames().tcp_site)
+        return WaypointExpert(env, lambda: self._plan(env), PANDA.tcp_site)
 
     # -- scripted expert ---------------------------------------------------------------
     def _plan(self, env):
@@ -237,8 +239,7 @@ class DrawerTidy(Task):
         for slot, (item, body) in zip((-0.085, 0.0, 0.085), zip(ITEMS, ids["items"])):
             centre = data.xpos[body].copy()
             rot = data.xmat[body].reshape(3, 3)
-            # Fingers close along the item's local x axis (the block's short side).
-            yaw = float(np.arctan2(rot[1, 0], rot[0, 0]))
+            yaw = _grasp_yaw(float(np.arctan2(rot[1, 0], rot[0, 0])), item.symmetry)
             grasp_z = max(centre[2], 0.022)
             above = np.array([centre[0], centre[1], transit])
             yield Waypoint(above, yaw, open_g, 1.3)
@@ -254,6 +255,16 @@ class DrawerTidy(Task):
             yield Waypoint(np.array([drop[0], drop[1], release_z]), drawer_yaw, open_g, 0.4)
             yield Waypoint(np.array([drop[0], drop[1], transit]), drawer_yaw, open_g, 0.6)
         yield from knob_waypoints(-(DRAWER_TRAVEL + 0.02))
+
+
+def _grasp_yaw(item_yaw: float, symmetry: float) -> float:
+    """Fingers close along the item's local x axis (the block's short side); where the item's
+    symmetry allows, turn that axis towards world x so the hand's long side runs along x,
+    away from the cabinet."""
+    if symmetry == 0.0:
+        return 0.0
+    turns = np.round(-item_yaw / symmetry)
+    return float(item_yaw + turns * symmetry)
 
 
 def _body_linear_velocity(model: mujoco.MjModel, data: mujoco.MjData, body: int) -> np.ndarray:

@@ -1,0 +1,109 @@
+"""The `pi0bench` command line: tasks, policies, eval, report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pi0bench.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Evaluate robot policies on the π0 paper's tasks, re-created in MuJoCo.")
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True)
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks: robot, instruction, episode length, rubric."""
+    from pi0bench.registry import TASKS, make_task
+
+    table = Table(title="tasks")
+    for column in ("task", "robot", "instruction", "seconds", "rubric (points)"):
+        table.add_column(column)
+    for name in sorted(TASKS):
+        task = make_task(name)
+        robot = task.make_robot()
+        rubric = ", ".join(f"{s.name} ({s.points:g})" for s in task.stages)
+        table.add_row(name, f"{robot.name} ({robot.action_dim}-D @ {robot.control_hz:g} Hz)",
+                      task.instruction, f"{task.episode_seconds:g}", rubric)
+    out.print(table)
+
+
+@app.command()
+def policies() -> None:
+    """List the policies that can be evaluated."""
+    from pi0bench.registry import POLICIES, describe_policy
+
+    table = Table(title="policies")
+    table.add_column("policy")
+    table.add_column("what it is")
+    for name in sorted(POLICIES):
+        table.add_row(name, describe_policy(name))
+    out.print(table)
+
+
+@app.command("eval")
+def eval_(
+    policy: str = typer.Option(..., help="policy name (see `pi0bench policies`)"),
+    task: str = typer.Option(..., help="task name (see `pi0bench tasks`)"),
+    episodes: int = typer.Option(10, help="number of episodes"),
+    seed: int = typer.Option(0, help="base seed; episode i's initial state depends only on (task, seed, i)"),
+    workers: int = typer.Option(1, help="worker processes, each with its own env and policy"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default results/runs/POLICY-TASK-seedSEED)"),
+    videos: int = typer.Option(0, help="write mp4 videos of the first K episodes"),
+    execute_steps: Optional[int] = typer.Option(None, help="actions executed per chunk (default: the policy's)"),
+    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
+    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: all of the robot's)"),
+    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+    overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
+) -> None:
+    """Evaluate one policy on one task; rerunning the same command resumes it."""
+    from pi0bench.evaluate import EvalConfig, evaluate
+    from pi0bench.report import results_table
+
+    config = EvalConfig(
+        policy=policy, task=task, episodes=episodes, seed=seed, workers=workers, out=out_dir,
+        videos=videos, execute_steps=execute_steps, image_size=image_size,
+        cameras=tuple(c.strip() for c in cameras.split(",") if c.strip()) if cameras else None,
+        timeout_s=timeout if timeout > 0 else None, overwrite=overwrite,
+    )
+    summary = evaluate(config, console=err)
+    out.print(results_table(summary))
+    out.print(f"run directory: {config.run_dir}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory written by `pi0bench eval`")) -> None:
+    """Recompute summary.json, report.md/html and the plot from a run's stored episodes."""
+    from pi0bench.report import results_table, write_report
+    from pi0bench.store import RunStore
+
+    store = RunStore(run_dir)
+    config = store.config()
+    episodes = store.load()
+    if episodes.empty:
+        raise UserError(f"{run_dir} has no finished episodes yet")
+    summary = write_report(store.dir, config, episodes)
+    out.print(results_table(summary))
+
+
+def main() -> None:
+    """Entry point: a UserError becomes one line on stderr and exit code 2, no traceback."""
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished episodes are saved; rerun the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

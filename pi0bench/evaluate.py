@@ -1,0 +1,99 @@
+"""`pi0bench eval`: run one policy on one task into a resumable run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from pi0bench.errors import UserError
+from pi0bench.registry import check_policy, check_task
+from pi0bench.store import RunStore, default_run_dir
+from pi0bench.workers import EpisodeJob, run_episodes
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    policy: str
+    task: str
+    episodes: int = 10
+    seed: int = 0
+    workers: int = 1
+    out: Path | None = None
+    videos: int = 0
+    execute_steps: int | None = None
+    image_size: int = 128
+    cameras: tuple[str, ...] | None = None
+    timeout_s: float | None = 30.0
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        check_policy(self.policy)
+        check_task(self.task)
+        for name, value, low in (("--episodes", self.episodes, 1), ("--workers", self.workers, 1),
+                                 ("--image-size", self.image_size, 16), ("--videos", self.videos, 0)):
+            if value < low:
+                raise UserError(f"{name} must be at least {low} (got {value})")
+        if self.execute_steps is not None and self.execute_steps < 1:
+            raise UserError(f"--execute-steps must be at least 1 (got {self.execute_steps})")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else default_run_dir(self.policy, self.task, self.seed)
+
+    def as_run_config(self) -> dict:
+        return {"policy": self.policy, "task": self.task, "episodes": self.episodes,
+                "seed": self.seed, "workers": self.workers, "execute_steps": self.execute_steps,
+                "image_size": self.image_size,
+                "cameras": list(self.cameras) if self.cameras else None,
+                "timeout_s": self.timeout_s, "videos": self.videos}
+
+
+def evaluate(config: EvalConfig, console: Console | None = None, progress: bool = True) -> dict:
+    """Run the missing episodes of `config`, then write the summary and report."""
+    from pi0bench.report import write_report
+
+    config.validate()
+    console = console or Console(stderr=True)
+    store = RunStore(config.run_dir)
+    run = store.open(config.as_run_config(), overwrite=config.overwrite)
+    pending = [i for i in range(config.episodes)
+               if not store.has(config.policy, config.task, config.seed, i)]
+    done_before = config.episodes - len(pending)
+    if done_before:
+        console.print(f"resuming {store.dir}: {done_before} of {config.episodes} episodes on disk")
+    _validate_cameras(config)
+
+    job = EpisodeJob(task=config.task, policy=config.policy, seed=config.seed,
+                     cameras=config.cameras, image_size=config.image_size,
+                     execute_steps=config.execute_steps, timeout_s=config.timeout_s,
+                     videos=config.videos, video_dir=str(store.dir / "videos"))
+    successes = {"n": 0, "done": 0}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        task_id = bar.add_task(f"{config.policy} on {config.task}", total=len(pending), succ="-")
+
+        def on_record(record: dict) -> None:
+            store.write(record)
+            successes["n"] += bool(record["success"])
+            successes["done"] += 1
+            bar.update(task_id, advance=1, succ=f"{successes['n']}/{successes['done']}")
+            if record["error"]:
+                console.print(f"[yellow]episode {record['episode']} error:[/] {record['error'][:200]}")
+
+        run_episodes(job, pending, config.workers, on_record)
+    return write_report(store.dir, run["config"], store.load())
+
+
+def _validate_cameras(config: EvalConfig) -> None:
+    """Fail on an unknown camera before any worker starts (workers would each fail)."""
+    if not config.cameras:
+        return
+    from pi0bench.registry import make_task
+
+    make_task(config.task).make_robot().check_cameras(config.cameras)

@@ -1,0 +1,277 @@
+"""Run reports: summary.json for machines, report.md / report.html / success.png for people.
+
+Every file is written atomically (temp file in the same directory, then os.replace), so a run
+directory never holds a half-written report, even if the process dies mid-write.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on machines without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pi0bench.stats import summarize  # noqa: E402
+
+_MAX_LISTED_ERRORS = 20
+_MAX_ERROR_CHARS = 500
+_PLOT_NAME = "success.png"
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One report section, rendered identically to Markdown and HTML."""
+
+    title: str
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    plot: bool = False
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return f"{cell['policy']}/{cell['task']}"
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.1f} %"
+
+
+def _success_text(cell: dict[str, Any]) -> str:
+    lo, hi = cell["success_ci"]
+    return f"{_pct(cell['success_rate'])} [{100.0 * lo:.1f}, {100.0 * hi:.1f}]"
+
+
+def _score_text(cell: dict[str, Any]) -> str:
+    lo, hi = cell["score_ci"]
+    return f"{cell['mean_score']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _latency_text(cell: dict[str, Any]) -> str:
+    return f"{cell['latency_mean_ms']:.1f} / {cell['latency_p95_ms']:.1f}"
+
+
+def _stage_names(cells: list[dict[str, Any]]) -> list[str]:
+    """Union of the cells' stages, keeping rubric order (first seen first)."""
+    return list(dict.fromkeys(stage for cell in cells for stage in cell["stage_rates"]))
+
+
+def _title(run_config: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """Name the run by what the config says, falling back to what the records contain."""
+    policy = run_config.get("policy") or ", ".join(dict.fromkeys(c["policy"] for c in cells))
+    task = run_config.get("task") or ", ".join(dict.fromkeys(c["task"] for c in cells))
+    return f"pi0bench report: {policy} on {task}"
+
+
+def _error_items(episodes: pd.DataFrame) -> list[str]:
+    """First few crashes, one line each, so a traceback cannot swamp the report.
+
+    Long texts keep their end: in a traceback that is where the exception itself is.
+    """
+    errors = episodes[episodes["error"].fillna("").astype(str) != ""]
+    items = []
+    for row in errors.head(_MAX_LISTED_ERRORS).itertuples(index=False):
+        text = " ".join(str(row.error).split())
+        if len(text) > _MAX_ERROR_CHARS:
+            text = "…" + text[-(_MAX_ERROR_CHARS - 1):]
+        items.append(f"{row.policy}/{row.task} episode {row.episode}: {text}")
+    if len(errors) > _MAX_LISTED_ERRORS:
+        items.append(f"... and {len(errors) - _MAX_LISTED_ERRORS} more")
+    return items
+
+
+def _sections(summary: dict[str, Any], error_items: list[str]) -> list[_Section]:
+    """The report's content, independent of the format it is rendered to."""
+    cells = summary["cells"]
+    stages = _stage_names(cells)
+    sections = [
+        _Section("Run", items=[f"{key}: {value}" for key, value in summary["run"].items()]),
+        _Section(
+            "Results",
+            headers=["policy", "task", "episodes", "success [95% CI]", "mean score [95% CI]",
+                     "errors"],
+            rows=[
+                [c["policy"], c["task"], str(c["episodes"]), _success_text(c), _score_text(c),
+                 str(c["errors"])]
+                for c in cells
+            ],
+        ),
+        _Section(
+            "Stages",
+            headers=["stage", *(_label(c) for c in cells)],
+            rows=[
+                [stage, *(_pct(c["stage_rates"][stage]) if stage in c["stage_rates"] else "–"
+                          for c in cells)]
+                for stage in stages
+            ],
+        ),
+        _Section(
+            "Timing",
+            headers=["cell", "mean steps", "latency mean / p95 (ms)", "wall seconds (total)"],
+            rows=[
+                [_label(c), f"{c['mean_steps']:.1f}", _latency_text(c), f"{c['wall_seconds']:.1f}"]
+                for c in cells
+            ],
+        ),
+        _Section("Plot", plot=True),
+    ]
+    if error_items:
+        sections.append(_Section("Errors", items=error_items))
+    return sections
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _render_markdown(title: str, sections: list[_Section]) -> str:
+    lines = [f"# {title}", ""]
+    for section in sections:
+        lines += [f"## {section.title}", ""]
+        if section.headers:
+            lines.append("| " + " | ".join(map(_md_escape, section.headers)) + " |")
+            lines.append("|" + "---|" * len(section.headers))
+            lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in section.rows]
+        lines += [f"- {item}" for item in section.items]
+        if section.plot:
+            lines.append(f"![success rate and stage rates]({_PLOT_NAME})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;"
+    "color:#222}table{border-collapse:collapse;margin:.5em 0}"
+    "th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f3f3}"
+    "img{max-width:100%}li{font-family:ui-monospace,monospace;font-size:.9em}"
+)
+
+
+def _render_html(title: str, sections: list[_Section], png: bytes) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    for section in sections:
+        parts.append(f"<h2>{esc(section.title)}</h2>")
+        if section.headers:
+            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in section.headers)
+                         + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+                      for row in section.rows]
+            parts.append("</table>")
+        if section.items:
+            parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in section.items) + "</ul>")
+        if section.plot:
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f'<img alt="success rate and stage rates" '
+                         f'src="data:image/png;base64,{data}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _plot_success(ax: plt.Axes, cells: list[dict[str, Any]]) -> None:
+    """Success rate per cell with asymmetric Wilson error bars."""
+    x = np.arange(len(cells))
+    rates = np.array([c["success_rate"] for c in cells])
+    lo = np.array([c["success_ci"][0] for c in cells])
+    hi = np.array([c["success_ci"][1] for c in cells])
+    ax.bar(x, rates, yerr=[rates - lo, hi - rates], capsize=6, color="tab:blue", alpha=0.8)
+    ax.set_xticks(x, [_label(c) for c in cells], rotation=20, ha="right")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("success rate")
+    ax.set_title("Success (95% Wilson CI)")
+
+
+def _plot_stages(ax: plt.Axes, cells: list[dict[str, Any]]) -> None:
+    """Per-stage rates, one bar per cell within each stage's group."""
+    stages = _stage_names(cells)
+    ax.set_title("Stage rates")
+    ax.set_ylim(0.0, 1.0)
+    if not stages:
+        ax.text(0.5, 0.5, "no stage data", ha="center", va="center", transform=ax.transAxes)
+        return
+    x = np.arange(len(stages))
+    width = 0.8 / len(cells)
+    for i, cell in enumerate(cells):
+        rates = [cell["stage_rates"].get(stage, 0.0) for stage in stages]
+        ax.bar(x - 0.4 + width * (i + 0.5), rates, width, label=_label(cell))
+    ax.set_xticks(x, stages, rotation=20, ha="right")
+    ax.set_ylabel("fraction of episodes")
+    # Below the axes: bars reach 1.0, so any spot inside could hide one.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22),
+              ncol=min(len(cells), 3), frameon=False)
+
+
+def _plot_png(cells: list[dict[str, Any]]) -> bytes:
+    """Render the two-panel figure to PNG bytes (written to disk and embedded in the HTML)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    try:
+        _plot_success(left, cells)
+        _plot_stages(right, cells)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a same-directory temp file and os.replace, so readers never see a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other users
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_report(run_dir: Path, run_config: dict, episodes: pd.DataFrame) -> dict:
+    """Summarize the episodes and write summary.json, report.md, report.html and success.png."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cells = summarize(episodes)
+    summary = {"run": run_config, "cells": cells}
+    title = _title(run_config, cells)
+    sections = _sections(summary, _error_items(episodes))
+    png = _plot_png(cells)
+    # default=str: configs may carry Paths and the like; the record should not fail on them.
+    _write_atomic(run_dir / "summary.json",
+                  (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    _write_atomic(run_dir / "report.md", _render_markdown(title, sections).encode())
+    _write_atomic(run_dir / "report.html", _render_html(title, sections, png).encode())
+    _write_atomic(run_dir / _PLOT_NAME, png)
+    return summary
+
+
+def results_table(summary: dict) -> Table:
+    """The results at a glance for the terminal, one row per (policy, task)."""
+    table = Table(title="Results")
+    for name in ("policy", "task", "episodes", "success [95% CI]", "score [95% CI]", "errors",
+                 "latency mean / p95 (ms)"):
+        table.add_column(name, justify="left" if name in ("policy", "task") else "right")
+    for c in summary["cells"]:
+        table.add_row(c["policy"], c["task"], str(c["episodes"]), _success_text(c),
+                      _score_text(c), str(c["errors"]), _latency_text(c))
+    return table

@@ -1,0 +1,152 @@
+"""The one rollout loop every policy runs through.
+
+An episode's initial state depends only on (task, base seed, episode index) — never on the
+worker count, the order episodes finish in, or the policy — so two policies in a comparison
+see identical starts. A policy that raises, returns a malformed chunk, or overruns its time
+budget ends its episode as an error record; nothing propagates out of `run_episode`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class EpisodeRecord:
+    task: str
+    policy: str
+    seed: int
+    episode: int
+    episode_seed: int
+    success: bool
+    score: float
+    points: float
+    max_points: float
+    stages: str  # JSON {stage: points earned}, rubric order; "{}" for an errored episode
+    steps: int
+    sim_seconds: float
+    wall_seconds: float
+    latency_mean_ms: float
+    latency_p95_ms: float
+    error: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PolicyTimeout(Exception):
+    """A policy call exceeded its time budget."""
+
+
+class BadPolicyOutput(Exception):
+    """A policy returned something that is not a finite [H, D] action chunk."""
+
+
+def episode_seed(task: str, base_seed: int, episode: int) -> int:
+    """The seed of episode `episode`: a pure function of (task, base seed, index)."""
+    sequence = np.random.SeedSequence([base_seed, episode, zlib.crc32(task.encode())])
+    return int(sequence.generate_state(1, dtype=np.uint32)[0])
+
+
+@contextmanager
+def call_timeout(seconds: float | None):
+    """Interrupt the block after `seconds` (SIGALRM; only in a process's main thread, which is
+    where both the serial loop and pool workers run episodes)."""
+    usable = seconds and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def _expire(signum, frame):
+        raise PolicyTimeout(f"policy call exceeded {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def check_chunk(chunk, action_dim: int) -> np.ndarray:
+    """Accept [H, D] (or a single [D] action); reject wrong shapes and non-finite values."""
+    try:
+        array = np.asarray(chunk, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise BadPolicyOutput(f"action chunk is not numeric: {exc}") from None
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != action_dim or array.shape[0] == 0:
+        raise BadPolicyOutput(f"action chunk has shape {tuple(np.shape(chunk))}, "
+                              f"expected [H, {action_dim}]")
+    if not np.isfinite(array).all():
+        raise BadPolicyOutput("action chunk contains NaN or inf")
+    return array
+
+
+def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode: int,
+                execute_steps: int | None = None, timeout_s: float | None = None,
+                frames: list | None = None) -> EpisodeRecord:
+    """Play one episode. `frames`, when given, receives every control step's camera images
+    (for videos); otherwise observations are rendered only when the policy will read them."""
+    started = time.perf_counter()
+    ep_seed = episode_seed(task, seed, episode)
+    latencies: list[float] = []
+    steps, error, info = 0, "", {}
+    execute = execute_steps or getattr(policy, "execute_steps", None)
+    action_dim = env.action_space.shape[0]
+    try:
+        obs, info = env.reset(seed=ep_seed)
+        policy.reset(task, ep_seed)
+        _keep_frame(frames, obs)
+        done = False
+        while not done:
+            call_start = time.perf_counter()
+            with call_timeout(timeout_s):
+                raw = policy.act(obs)
+            latencies.append((time.perf_counter() - call_start) * 1000.0)
+            chunk = check_chunk(raw, action_dim)
+            chunk = chunk[: execute] if execute else chunk
+            for k, action in enumerate(chunk):
+                last = k == len(chunk) - 1
+                if last or frames is not None:
+                    obs, _, terminated, truncated, info = env.step(action)
+                    _keep_frame(frames, obs)
+                else:
+                    _, terminated, truncated, info = env.unwrapped.advance(action)
+                steps += 1
+                done = terminated or truncated
+                if done:
+                    break
+    except Exception as exc:  # noqa: BLE001 - any failure becomes this episode's error record
+        error = f"{type(exc).__name__}: {exc}".strip()[:2000]
+
+    base = env.unwrapped
+    if error:
+        success, points, stages = False, 0.0, {}
+    else:
+        success, points = bool(info["is_success"]), float(info["points"])
+        stages = {s.name: (s.points if info["stages"].get(s.name) else 0.0) for s in base.task.stages}
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    return EpisodeRecord(
+        task=task, policy=policy_name, seed=seed, episode=episode, episode_seed=ep_seed,
+        success=success, score=points / base.task.max_points, points=points,
+        max_points=base.task.max_points, stages=json.dumps(stages), steps=steps,
+        sim_seconds=float(base.data.time), wall_seconds=time.perf_counter() - started,
+        latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
+        error=error,
+    )
+
+
+def _keep_frame(frames: list | None, obs: dict) -> None:
+    if frames is not None and obs["images"]:
+        frames.append(np.concatenate(list(obs["images"].values()), axis=1))

@@ -1,0 +1,135 @@
+"""The run store: a directory that survives interruption.
+
+Layout: ``run.json`` (config, package versions, git revision, machine), ``episodes/`` (one
+parquet file per finished episode, written to a hidden temp file and renamed into place, so a
+kill -9 can never leave half a record), then ``summary.json``, ``report.md``, ``report.html``,
+``success.png`` and ``videos/``. Re-running the same command skips the episodes on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from pi0bench.errors import UserError
+
+# Config keys that decide what an episode is: a run directory only resumes with the same ones.
+IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras")
+PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas")
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write via a hidden temp file in the same directory and rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def default_run_dir(policy: str, task: str, seed: int) -> Path:
+    """Deterministic, so re-running the same command finds (and resumes) the same run."""
+    safe_policy = "".join(c if c.isalnum() or c in "-_." else "_" for c in policy)
+    return Path("results") / "runs" / f"{safe_policy}-{task}-seed{seed}"
+
+
+def _git_revision() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return rev + ("-dirty" if dirty else "")
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.episodes_dir = self.dir / "episodes"
+
+    def open(self, config: dict, overwrite: bool = False) -> dict:
+        """Create the run, or check that the one on disk is the same run and resume it."""
+        run_json = self.dir / "run.json"
+        if overwrite and self.dir.exists():
+            for path in self.episodes_dir.glob("*.parquet"):
+                path.unlink()
+            run_json.unlink(missing_ok=True)
+        previous = json.loads(run_json.read_text()) if run_json.exists() else None
+        if previous is not None:
+            old = previous["config"]
+            changed = [k for k in IDENTITY_KEYS if old.get(k) != config.get(k)]
+            if changed:
+                raise UserError(
+                    f"{self.dir} holds a different run ({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); "
+                    "use another --out, or --overwrite to start it again")
+            config = {**config, "episodes": max(config["episodes"], old.get("episodes", 0))}
+        record = {
+            "config": config,
+            "versions": _versions(),
+            "git_revision": _git_revision(),
+            "machine": {"host": socket.gethostname(), "platform": platform.platform(),
+                        "python": platform.python_version(), "cpus": os.cpu_count()},
+            "created": previous["created"] if previous else pd.Timestamp.now("UTC").isoformat(),
+        }
+        atomic_write_text(run_json, json.dumps(record, indent=2))
+        self.episodes_dir.mkdir(parents=True, exist_ok=True)
+        return record
+
+    @staticmethod
+    def _name(policy: str, task: str, seed: int, episode: int) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in policy)
+        return f"{safe}__{task}__s{seed}__e{episode:06d}.parquet"
+
+    def has(self, policy: str, task: str, seed: int, episode: int) -> bool:
+        return (self.episodes_dir / self._name(policy, task, seed, episode)).exists()
+
+    def write(self, record: dict) -> None:
+        name = self._name(record["policy"], record["task"], record["seed"], record["episode"])
+        frame = pd.DataFrame([record])
+        atomic_write_bytes(self.episodes_dir / name, frame.to_parquet(index=False))
+
+    def load(self) -> pd.DataFrame:
+        files = sorted(self.episodes_dir.glob("*.parquet"))
+        if not files:
+            return pd.DataFrame()
+        frame = pd.read_parquet(self.episodes_dir)
+        return frame.sort_values(["policy", "task", "seed", "episode"]).reset_index(drop=True)
+
+    def config(self) -> dict:
+        run_json = self.dir / "run.json"
+        if not run_json.exists():
+            raise UserError(f"{self.dir} is not a run directory (no run.json); "
+                            "pass the --out of an earlier `pi0bench eval`")
+        return json.loads(run_json.read_text())["config"]

@@ -1,0 +1,95 @@
+"""Where episodes run: in this process, or in a pool of worker processes.
+
+Each worker builds its own env, renderer and policy inside itself (spawned, never forked, so
+no GL context or policy state crosses a process boundary) and plays whole episodes; the
+parent only receives finished records. Results do not depend on the number of workers
+because an episode's initial state and the policy's seed depend only on its index.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from pi0bench.rollout import EpisodeRecord, run_episode
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """Everything a worker needs to build its env and policy (plain data: it is pickled)."""
+
+    task: str
+    policy: str
+    seed: int
+    cameras: tuple[str, ...] | None
+    image_size: int
+    execute_steps: int | None
+    timeout_s: float | None
+    videos: int
+    video_dir: str
+
+
+class EpisodeRunner:
+    """An env + policy pair that plays episodes one after another."""
+
+    def __init__(self, job: EpisodeJob):
+        from pi0bench.envs.task_env import TaskEnv
+        from pi0bench.registry import make_policy
+
+        self.job = job
+        self.env = TaskEnv(job.task, cameras=job.cameras, image_size=job.image_size)
+        self.policy = make_policy(job.policy, self.env)
+
+    def run(self, episode: int) -> EpisodeRecord:
+        job = self.job
+        frames = [] if episode < job.videos else None
+        record = run_episode(self.env, self.policy, task=job.task, policy_name=job.policy,
+                             seed=job.seed, episode=episode, execute_steps=job.execute_steps,
+                             timeout_s=job.timeout_s, frames=frames)
+        if frames:
+            from pi0bench.video import write_video
+
+            name = f"{job.policy}__{job.task}__s{job.seed}__e{episode:06d}.mp4"
+            write_video(Path(job.video_dir) / name, frames, fps=self.env.robot.control_hz)
+        return record
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_RUNNER: EpisodeRunner | None = None
+
+
+def _init_worker(job: EpisodeJob) -> None:
+    global _RUNNER
+    _RUNNER = EpisodeRunner(job)
+
+
+def _run_in_worker(episode: int) -> dict:
+    assert _RUNNER is not None, "worker not initialised"
+    return _RUNNER.run(episode).to_dict()
+
+
+def run_episodes(job: EpisodeJob, episodes: Iterable[int], workers: int,
+                 on_record: Callable[[dict], None]) -> None:
+    """Play `episodes`, handing each finished record to `on_record` as soon as it exists."""
+    episodes = list(episodes)
+    if not episodes:
+        return
+    if workers <= 1:
+        runner = EpisodeRunner(job)
+        try:
+            for episode in episodes:
+                on_record(runner.run(episode).to_dict())
+        finally:
+            runner.close()
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(episodes)), mp_context=context,
+                             initializer=_init_worker, initargs=(job,)) as pool:
+        futures = [pool.submit(_run_in_worker, episode) for episode in episodes]
+        for future in as_completed(futures):
+            on_record(future.result())

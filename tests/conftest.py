@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests run the real simulator: it is cheap (drawer_tidy steps at ~40x real
+time without cameras)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+REPO = Path(__file__).resolve().parents[1]
+CHECK_RUN = REPO.parent / "shared" / "tools" / "check_run.py"
+
+
+@pytest.fixture
+def drawer_env():
+    from pi0bench.envs.task_env import TaskEnv
+
+    env = TaskEnv("drawer_tidy", cameras=())
+    yield env
+    env.close()
+
+
+def check_run_contract(run_dir: Path) -> None:
+    """Run the project's shared run-store checker when it is beside the checkout."""
+    import subprocess
+
+    if not CHECK_RUN.exists():
+        return
+    result = subprocess.run([sys.executable, str(CHECK_RUN), str(run_dir)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

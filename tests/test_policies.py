@@ -1,0 +1,26 @@
+"""Reference policies: the expert succeeds, the floors never do."""
+
+import pytest
+
+from pi0bench.registry import make_policy
+from pi0bench.rollout import run_episode
+
+
+@pytest.mark.parametrize("episode", [0, 1, 2])
+def test_scripted_expert_solves_drawer_tidy(drawer_env, episode):
+    policy = make_policy("scripted", drawer_env)
+    record = run_episode(drawer_env, policy, task="drawer_tidy", policy_name="scripted",
+                         seed=0, episode=episode)
+    assert record.error == ""
+    assert record.score >= 0.8  # 4/5 at least on every one of these seeds
+    assert record.steps < drawer_env.max_steps or record.success
+
+
+@pytest.mark.parametrize("name", ["random", "hold"])
+def test_floor_policies_never_succeed(drawer_env, name):
+    policy = make_policy(name, drawer_env)
+    records = [run_episode(drawer_env, policy, task="drawer_tidy", policy_name=name, seed=0,
+                           episode=i) for i in range(10)]
+    assert all(r.error == "" for r in records)
+    assert sum(r.success for r in records) == 0
+    assert all(r.steps == drawer_env.max_steps for r in records)
