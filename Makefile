@@ -12,7 +12,7 @@ WORKERS  ?= 1
 OUT      ?=
 VIDEOS   ?= 0
 
-.PHONY: venv eval test test-slow bench clean
+.PHONY: venv eval test bench clean
 
 venv: $(STAMP)
 
@@ -29,10 +29,7 @@ eval: $(STAMP)
 		--seed $(SEED) --workers $(WORKERS) --videos $(VIDEOS) $(if $(OUT),--out $(OUT))
 
 test: $(STAMP)
-	MUJOCO_GL=egl $(PY) -m pytest -m "not slow"
-
-test-slow: $(STAMP)
-	MUJOCO_GL=egl $(PY) -m pytest -m slow
+	MUJOCO_GL=egl $(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) benchmarks/harness_overhead.py

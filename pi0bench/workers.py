@@ -68,6 +68,7 @@ def _init_worker(job: EpisodeJob) -> None:
     _RUNNER = EpisodeRunner(job)
 
 
+
 def _run_in_worker(episode: int) -> dict:
     assert _RUNNER is not None, "worker not initialised"
     return _RUNNER.run(episode).to_dict()
