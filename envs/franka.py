@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from pi0bench.envs.scene import fmt
+
 # (a_{i-1}, d_i, alpha_{i-1}) in metres / radians, joints 1..7 then the flange.
 DH = (
     (0.0, 0.333, 0.0),
@@ -76,17 +78,13 @@ class FrankaNames:
         return [f"{self.prefix}pad_left", f"{self.prefix}pad_right"]
 
 
-def _fmt(values) -> str:
-    return " ".join(f"{v:.6g}" for v in values)
-
-
 def _link_body(i: int, inner: str) -> str:
     a, d, alpha = DH[i]
     pos = (a, -d * math.sin(alpha), d * math.cos(alpha))
     quat = (math.cos(alpha / 2), math.sin(alpha / 2), 0.0, 0.0)
     lo, hi = JOINT_LIMITS[i]
     return f"""
-<body name="link{i + 1}" pos="{_fmt(pos)}" quat="{_fmt(quat)}" gravcomp="1">
+<body name="link{i + 1}" pos="{fmt(pos)}" quat="{fmt(quat)}" gravcomp="1">
   <joint name="joint{i + 1}" axis="0 0 1" range="{lo} {hi}" damping="{10 if i < 4 else 3}" armature="0.1"/>
   {_LINK_GEOMS[i]}
   {inner}
@@ -119,7 +117,7 @@ def _hand() -> str:
           'solref="0.004 1" solimp="0.95 0.99 0.0005" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="1" group="1"'
     finger = 'type="box" size="0.01 0.006 0.027" density="0" ' + DARK_GEOM
     return f"""
-<body name="hand" pos="0 0 {FLANGE_D}" quat="{_fmt(quat)}" gravcomp="1">
+<body name="hand" pos="0 0 {FLANGE_D}" quat="{fmt(quat)}" gravcomp="1">
   <geom type="cylinder" fromto="0 0 0 0 0 0.012" size="0.04" mass="0.2" {DARK_GEOM}/>
   <geom type="box" pos="0 0 0.035" size="0.022 0.1 0.023" mass="0.53" {ARM_GEOM}/>
   <site name="tcp" pos="0 0 {tcp}" size="0.006" rgba="1 0 0 0.5" group="5"/>

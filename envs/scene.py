@@ -8,6 +8,11 @@ import numpy as np
 WORLD_CONTACT = 'contype="1" conaffinity="3"'
 
 
+def fmt(values) -> str:
+    """Numbers as an MJCF attribute value."""
+    return " ".join(f"{v:.6g}" for v in values)
+
+
 def look_at(position, target, up=(0.0, 0.0, 1.0)) -> str:
     """MJCF `xyaxes` for a camera at `position` looking at `target` (MuJoCo cameras look
     down their -z axis)."""
@@ -16,7 +21,7 @@ def look_at(position, target, up=(0.0, 0.0, 1.0)) -> str:
     right = np.cross(forward, up)
     right /= np.linalg.norm(right)
     true_up = np.cross(right, forward)
-    return " ".join(f"{v:.5f}" for v in (*right, *true_up))
+    return fmt((*right, *true_up))
 
 
 def table_mjcf(half_x: float = 0.7, half_y: float = 0.8, centre_x: float = 0.35) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 from pi0bench.envs import franka
 from pi0bench.envs.robots import Robot, make_franka
-from pi0bench.envs.scene import WORLD_CONTACT, look_at, table_mjcf, visual_defaults
+from pi0bench.envs.scene import WORLD_CONTACT, fmt, look_at, table_mjcf, visual_defaults
 from pi0bench.policies.scripted import Waypoint
 from pi0bench.tasks.base import Stage, Task
 
@@ -53,16 +53,15 @@ class Item:
     name: str
     geom: str  # MJCF geom attributes (type, size)
     half_height: float
-    grasp_width: float  # across the axis the fingers close on
     mass: float
     rgba: str
     symmetry: float  # rotation about z that maps the item onto itself (0: any rotation)
 
 
 ITEMS = (
-    Item("red_cube", 'type="box" size="0.0225 0.0225 0.0225"', 0.0225, 0.045, 0.08, "0.85 0.15 0.12 1", math.pi / 2),
-    Item("green_can", 'type="cylinder" size="0.022 0.03"', 0.03, 0.044, 0.07, "0.2 0.7 0.25 1", 0.0),
-    Item("blue_block", 'type="box" size="0.015 0.035 0.0175"', 0.0175, 0.03, 0.06, "0.15 0.3 0.85 1", math.pi),
+    Item("red_cube", 'type="box" size="0.0225 0.0225 0.0225"', 0.0225, 0.08, "0.85 0.15 0.12 1", math.pi / 2),
+    Item("green_can", 'type="cylinder" size="0.022 0.03"', 0.03, 0.07, "0.2 0.7 0.25 1", 0.0),
+    Item("blue_block", 'type="box" size="0.015 0.035 0.0175"', 0.0175, 0.06, "0.15 0.3 0.85 1", math.pi),
 )
 
 
@@ -102,10 +101,6 @@ def _items_mjcf() -> str:
     return "".join(bodies)
 
 
-def _fmt(values) -> str:
-    return " ".join(f"{v:.4g}" for v in values)
-
-
 def scene_mjcf() -> str:
     base_cam = look_at(BASE_CAMERA, (0.42, 0.0, 0.04))
     return f"""
@@ -115,7 +110,7 @@ def scene_mjcf() -> str:
   {visual_defaults()}
   <worldbody>
     {table_mjcf()}
-    <camera name="base" pos="{_fmt(BASE_CAMERA)}" xyaxes="{base_cam}" fovy="55"/>
+    <camera name="base" pos="{fmt(BASE_CAMERA)}" xyaxes="{base_cam}" fovy="55"/>
     <frame name="robot_mount" pos="0 0 0"/>
     {_cabinet_mjcf()}
     {_items_mjcf()}
