@@ -61,15 +61,22 @@ class EpisodeRunner:
 
 
 _RUNNER: EpisodeRunner | None = None
+_INIT_ERROR: Exception | None = None
 
 
 def _init_worker(job: EpisodeJob) -> None:
-    global _RUNNER
-    _RUNNER = EpisodeRunner(job)
-
+    """Build the worker's env and policy. A failure is kept and re-raised by each episode, so
+    the parent sees the real error (e.g. a one-line UserError), not a broken pool."""
+    global _RUNNER, _INIT_ERROR
+    try:
+        _RUNNER = EpisodeRunner(job)
+    except Exception as exc:  # noqa: BLE001 - handed back to the parent unchanged
+        _INIT_ERROR = exc
 
 
 def _run_in_worker(episode: int) -> dict:
+    if _INIT_ERROR is not None:
+        raise _INIT_ERROR
     assert _RUNNER is not None, "worker not initialised"
     return _RUNNER.run(episode).to_dict()
 

@@ -104,3 +104,10 @@ _real_load = registry._load
 @pytest.mark.parametrize("chunk", [np.zeros(8), np.zeros((3, 8)), [[0.0] * 8]])
 def test_check_chunk_accepts_actions_and_chunks(chunk):
     assert check_chunk(chunk, 8).shape[1] == 8
+
+
+def test_a_worker_that_cannot_build_its_policy_reports_the_real_error():
+    from pi0bench.errors import UserError
+
+    with pytest.raises(UserError, match="unknown policy 'nope'"):
+        run_episodes(_job("nope"), range(2), 2, lambda record: None)
