@@ -9,6 +9,7 @@ import mujoco
 import numpy as np
 
 from pi0bench.envs import franka
+from pi0bench.errors import UserError
 
 
 @dataclass
@@ -47,8 +48,6 @@ class Robot:
         return low, high
 
     def check_cameras(self, cameras: tuple[str, ...]) -> None:
-        from pi0bench.errors import UserError
-
         unknown = [c for c in cameras if c not in self.cameras]
         if unknown:
             raise UserError(f"unknown camera {unknown[0]!r} for the {self.name} robot; "

@@ -31,7 +31,7 @@ import numpy as np
 from pi0bench.envs import franka
 from pi0bench.envs.robots import Robot, make_franka
 from pi0bench.envs.scene import WORLD_CONTACT, fmt, look_at, table_mjcf, visual_defaults
-from pi0bench.policies.scripted import Waypoint
+from pi0bench.policies.scripted import Waypoint, WaypointExpert
 from pi0bench.tasks.base import Stage, Task
 
 DRAWER_TRAVEL = 0.20
@@ -202,8 +202,6 @@ class DrawerTidy(Task):
         return stages
 
     def expert(self, env):
-        from pi0bench.policies.scripted import WaypointExpert  # noqa: PLC0415
-
         return WaypointExpert(env, lambda: self._plan(env), PANDA.tcp_site)
 
     # -- scripted expert ---------------------------------------------------------------
