@@ -10,7 +10,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from pi0bench.errors import UserError
-from pi0bench.registry import check_policy, check_task
+from pi0bench.registry import check_policy, check_task, make_task
 from pi0bench.store import RunStore, default_run_dir
 from pi0bench.workers import EpisodeJob, run_episodes
 
@@ -39,6 +39,8 @@ class EvalConfig:
                 raise UserError(f"{name} must be at least {low} (got {value})")
         if self.execute_steps is not None and self.execute_steps < 1:
             raise UserError(f"--execute-steps must be at least 1 (got {self.execute_steps})")
+        if self.cameras:  # before the run directory or any worker exists
+            make_task(self.task).make_robot().check_cameras(self.cameras)
 
     @property
     def run_dir(self) -> Path:
@@ -52,7 +54,7 @@ class EvalConfig:
                 "timeout_s": self.timeout_s, "videos": self.videos}
 
 
-def evaluate(config: EvalConfig, console: Console | None = None, progress: bool = True) -> dict:
+def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
     """Run the missing episodes of `config`, then write the summary and report."""
     from pi0bench.report import write_report
 
@@ -65,7 +67,6 @@ def evaluate(config: EvalConfig, console: Console | None = None, progress: bool 
     done_before = config.episodes - len(pending)
     if done_before:
         console.print(f"resuming {store.dir}: {done_before} of {config.episodes} episodes on disk")
-    _validate_cameras(config)
 
     job = EpisodeJob(task=config.task, policy=config.policy, seed=config.seed,
                      cameras=config.cameras, image_size=config.image_size,
@@ -75,7 +76,7 @@ def evaluate(config: EvalConfig, console: Console | None = None, progress: bool 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+    with Progress(*columns, console=console) as bar:
         task_id = bar.add_task(f"{config.policy} on {config.task}", total=len(pending), succ="-")
 
         def on_record(record: dict) -> None:
@@ -89,11 +90,3 @@ def evaluate(config: EvalConfig, console: Console | None = None, progress: bool 
         run_episodes(job, pending, config.workers, on_record)
     return write_report(store.dir, run["config"], store.load())
 
-
-def _validate_cameras(config: EvalConfig) -> None:
-    """Fail on an unknown camera before any worker starts (workers would each fail)."""
-    if not config.cameras:
-        return
-    from pi0bench.registry import make_task
-
-    make_task(config.task).make_robot().check_cameras(config.cameras)

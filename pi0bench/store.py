@@ -46,10 +46,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def _safe(name: str) -> str:
+    """A policy name (which may be a URL or path) as a file-name component."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def episode_stem(policy: str, task: str, seed: int, episode: int) -> str:
+    """The file name (without suffix) of one episode's record and video."""
+    return f"{_safe(policy)}__{task}__s{seed}__e{episode:06d}"
+
+
 def default_run_dir(policy: str, task: str, seed: int) -> Path:
     """Deterministic, so re-running the same command finds (and resumes) the same run."""
-    safe_policy = "".join(c if c.isalnum() or c in "-_." else "_" for c in policy)
-    return Path("results") / "runs" / f"{safe_policy}-{task}-seed{seed}"
+    return Path("results") / "runs" / f"{_safe(policy)}-{task}-seed{seed}"
 
 
 def _git_revision() -> str:
@@ -107,18 +116,14 @@ class RunStore:
         self.episodes_dir.mkdir(parents=True, exist_ok=True)
         return record
 
-    @staticmethod
-    def _name(policy: str, task: str, seed: int, episode: int) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in policy)
-        return f"{safe}__{task}__s{seed}__e{episode:06d}.parquet"
-
     def has(self, policy: str, task: str, seed: int, episode: int) -> bool:
-        return (self.episodes_dir / self._name(policy, task, seed, episode)).exists()
+        stem = episode_stem(policy, task, seed, episode)
+        return (self.episodes_dir / f"{stem}.parquet").exists()
 
     def write(self, record: dict) -> None:
-        name = self._name(record["policy"], record["task"], record["seed"], record["episode"])
+        stem = episode_stem(record["policy"], record["task"], record["seed"], record["episode"])
         frame = pd.DataFrame([record])
-        atomic_write_bytes(self.episodes_dir / name, frame.to_parquet(index=False))
+        atomic_write_bytes(self.episodes_dir / f"{stem}.parquet", frame.to_parquet(index=False))
 
     def load(self) -> pd.DataFrame:
         files = sorted(self.episodes_dir.glob("*.parquet"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pi0bench.rollout import EpisodeRecord, run_episode
+from pi0bench.store import episode_stem
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class EpisodeRunner:
         if frames:
             from pi0bench.video import write_video
 
-            name = f"{job.policy}__{job.task}__s{job.seed}__e{episode:06d}.mp4"
-            write_video(Path(job.video_dir) / name, frames, fps=self.env.robot.control_hz)
+            stem = episode_stem(job.policy, job.task, job.seed, episode)
+            write_video(Path(job.video_dir) / f"{stem}.mp4", frames, fps=self.env.robot.control_hz)
         return record
 
     def close(self) -> None:

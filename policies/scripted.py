@@ -68,10 +68,7 @@ class WaypointExpert:
             yaw = self._yaw + frac * yaw_delta
             joints = self._ik.solve(self._qpos, pos, top_down_quat(yaw))
             self._qpos[self._ik_qpos] = joints
-            action = np.empty(self.env.robot.action_dim, np.float32)
-            action[self._arm] = joints
-            action[self.env.robot.gripper_indices] = waypoint.gripper
-            self._queue.append(action)
+            self._queue.append(self._action(joints, waypoint.gripper))
         self._pos, self._yaw = np.asarray(waypoint.pos, float), self._yaw + yaw_delta
         self._gripper = waypoint.gripper
 
@@ -87,9 +84,12 @@ class WaypointExpert:
         return self._queue.pop(0)[None]
 
     def _hold(self) -> np.ndarray:
+        return self._action(self._qpos[self._ik_qpos], self._gripper)
+
+    def _action(self, joints: np.ndarray, gripper: float) -> np.ndarray:
         action = np.empty(self.env.robot.action_dim, np.float32)
-        action[self._arm] = self._qpos[self._ik_qpos]
-        action[self.env.robot.gripper_indices] = self._gripper
+        action[self._arm] = joints
+        action[self.env.robot.gripper_indices] = gripper
         return action
 
 
