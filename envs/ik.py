@@ -8,11 +8,14 @@ from dm_control import mujoco as dm_mujoco
 from dm_control.utils import inverse_kinematics
 
 
-def top_down_quat(closing_yaw: float) -> np.ndarray:
-    """Orientation of a hand pointing straight down whose fingers close along the horizontal
-    direction at angle `closing_yaw` (hand z = world -z, hand y = closing direction)."""
+def grasp_quat(closing_yaw: float, tilt: float = 0.0) -> np.ndarray:
+    """Orientation of a hand whose fingers close along the horizontal direction at angle
+    `closing_yaw` (hand y) and whose approach axis (hand z) points down, leaning `tilt`
+    radians from vertical towards yaw − 90° — for a hand reaching out from its base with
+    the fingers closing across its path, that is away from the base, which extends reach."""
     y = np.array([np.cos(closing_yaw), np.sin(closing_yaw), 0.0])
-    z = np.array([0.0, 0.0, -1.0])
+    lean = closing_yaw - np.pi / 2
+    z = np.array([np.sin(tilt) * np.cos(lean), np.sin(tilt) * np.sin(lean), -np.cos(tilt)])
     x = np.cross(y, z)
     quat = np.empty(4)
     mujoco.mju_mat2Quat(quat, np.column_stack([x, y, z]).ravel())

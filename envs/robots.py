@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from pi0bench.envs import franka
+from pi0bench.envs import aloha, franka, viperx
 from pi0bench.errors import UserError
 
 
@@ -27,6 +27,7 @@ class Robot:
     actuator_names: list[str]  # arm actuators then one per gripper, in action order
     arm_slices: list[slice]  # where each arm's joints sit in the action vector
     gripper_indices: list[int]  # where each gripper's opening sits in the action vector
+    tcp_sites: list[str]  # one per arm: z = approach direction, y = closing direction
     cameras: tuple[str, ...]
     control_hz: float
     home: np.ndarray  # a full action vector (joints + gripper openings)
@@ -103,7 +104,28 @@ def make_franka(prefix: str = "") -> Robot:
         actuator_names=names.actuators,
         arm_slices=[slice(0, 7)],
         gripper_indices=[7],
+        tcp_sites=[names.tcp_site],
         cameras=("base", "wrist"),
         control_hz=20.0,
         home=np.append(franka.HOME, 1.0).astype(np.float32),
+    )
+
+
+def make_aloha() -> Robot:
+    """Two ViperX-300 arms; action = per arm (waist ... wrist_rotate, gripper), left first,
+    as in ALOHA and openpi."""
+    return Robot(
+        name="aloha",
+        joint_names=[j for arm in aloha.ARMS for j in arm.joints],
+        joint_limits=np.concatenate([viperx.JOINT_LIMITS, viperx.JOINT_LIMITS]),
+        gripper_joints=[arm.fingers for arm in aloha.ARMS],
+        gripper_stroke=viperx.FINGER_STROKE,
+        actuator_names=[a for arm in aloha.ARMS for a in arm.actuators[:-1]]
+                       + [arm.actuators[-1] for arm in aloha.ARMS],
+        arm_slices=[slice(0, 6), slice(7, 13)],
+        gripper_indices=[6, 13],
+        tcp_sites=[arm.tcp_site for arm in aloha.ARMS],
+        cameras=aloha.CAMERAS,
+        control_hz=50.0,
+        home=np.concatenate([viperx.HOME, [1.0], viperx.HOME, [1.0]]).astype(np.float32),
     )

@@ -76,6 +76,7 @@ class TaskEnv(gym.Env):
         of a chunk whose observations no policy will read, so those frames are never
         rendered."""
         self.robot.apply_action(self.data, np.asarray(action, dtype=np.float64))
+        self.task.before_physics(self.model, self.data)
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         self.steps += 1
         before = self.points

@@ -9,6 +9,7 @@ from pi0bench.errors import UserError
 
 TASKS: dict[str, str] = {
     "drawer_tidy": "pi0bench.tasks.drawer_tidy:DrawerTidy",
+    "towel_fold": "pi0bench.tasks.towel_fold:TowelFold",
 }
 
 # name -> (factory, one-line description)

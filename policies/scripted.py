@@ -14,88 +14,124 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pi0bench.envs.ik import SiteIK, top_down_quat
+from pi0bench.envs.ik import SiteIK, grasp_quat
 
 
 @dataclass(frozen=True)
 class Waypoint:
     pos: np.ndarray  # tool centre point target, world frame
-    yaw: float  # closing direction of the fingers (top-down grasps)
+    yaw: float  # closing direction of the fingers
     gripper: float  # opening in [0, 1], commanded for the whole segment
     seconds: float  # time to get there
+    tilt: float = 0.0  # approach axis lean from vertical, away from the arm (see grasp_quat)
 
 
-Plan = Callable[[], Iterator[Waypoint]]
+# A plan yields one Waypoint per step for a one-armed robot, or a tuple with one per arm
+# (in the robot's arm order) that all arms reach together.
+Plan = Callable[[], Iterator["Waypoint | tuple[Waypoint, ...]"]]
+
+
+class _Arm:
+    """One arm's side of the expert: its IK, where its numbers sit in the action vector, and
+    the pose it was last sent to."""
+
+    def __init__(self, env, tcp_site: str, joints: list[str], action_slice: slice, gripper_index: int):
+        model = env.model
+        self.ik = SiteIK(model, tcp_site, joints)
+        self.tcp = model.site(tcp_site).id
+        self.qpos_adr = np.array([model.joint(j).qposadr[0] for j in joints])
+        self.action_slice = action_slice
+        self.gripper_index = gripper_index
+
+    def start(self, data, gripper: float) -> None:
+        self.pos = data.site_xpos[self.tcp].copy()
+        hand_y = data.site_xmat[self.tcp].reshape(3, 3)[:, 1]
+        self.yaw = float(np.arctan2(hand_y[1], hand_y[0]))
+        self.reference_yaw = self.yaw
+        self.tilt = 0.0
+        self.gripper = gripper
+        self.joints = data.qpos[self.qpos_adr].copy()
+
+    def path(self, qpos: np.ndarray, waypoint: Waypoint, steps: int) -> list[np.ndarray]:
+        """Joint targets along a straight TCP line to `waypoint`, one per control step."""
+        if waypoint.tilt == 0.0:
+            # Parallel fingers are symmetric: of the two equivalent yaws of a vertical hand,
+            # take the one nearest the starting wrist angle, keeping the last joint in range.
+            target_yaw = self.reference_yaw + _wrap(waypoint.yaw - self.reference_yaw, np.pi)
+        else:
+            target_yaw = self.yaw + _wrap(waypoint.yaw - self.yaw, 2 * np.pi)
+        yaw_delta, tilt_delta = target_yaw - self.yaw, waypoint.tilt - self.tilt
+        out = []
+        for k in range(1, steps + 1):
+            frac = _smoothstep(k / steps)
+            pos = self.pos + frac * (waypoint.pos - self.pos)
+            quat = grasp_quat(self.yaw + frac * yaw_delta, self.tilt + frac * tilt_delta)
+            qpos[self.qpos_adr] = self.joints
+            self.joints = self.ik.solve(qpos, pos, quat)
+            out.append(self.joints)
+        self.pos, self.yaw, self.tilt = np.asarray(waypoint.pos, float), target_yaw, waypoint.tilt
+        self.gripper = waypoint.gripper
+        return out
 
 
 class WaypointExpert:
-    """Follows a plan; holds the last pose once the plan is exhausted."""
+    """Follows a plan with every arm of the robot; holds the last pose once it is exhausted."""
 
     execute_steps = 1
 
-    def __init__(self, env, plan: Plan, tcp_site: str, name: str = "scripted"):
+    def __init__(self, env, plan: Plan, name: str = "scripted"):
         self.env = env
         self.plan = plan
         self.metadata = {"name": name, "version": "1", "checkpoint": ""}
-        self._ik = SiteIK(env.model, tcp_site, env.robot.joint_names)
-        self._tcp = env.model.site(tcp_site).id
-        self._arm = env.robot.arm_action_indices()
-        self._ik_qpos = np.array([env.model.joint(j).qposadr[0] for j in env.robot.joint_names])
+        robot = env.robot
+        joints = iter(robot.joint_names)
+        self._arms = [
+            _Arm(env, site, [next(joints) for _ in range(sl.stop - sl.start)], sl, gi)
+            for site, sl, gi in zip(robot.tcp_sites, robot.arm_slices, robot.gripper_indices)
+        ]
 
     def reset(self, task: str, seed: int) -> None:
         self._waypoints = None
         self._queue: list[np.ndarray] = []
 
     def _start(self) -> None:
-        data = self.env.data
+        state = self.env.robot.state(self.env.data)
+        for arm in self._arms:
+            arm.start(self.env.data, float(state[arm.gripper_index]))
         self._waypoints = self.plan()
-        self._pos = data.site_xpos[self._tcp].copy()
-        hand_y = data.site_xmat[self._tcp].reshape(3, 3)[:, 1]
-        self._yaw = float(np.arctan2(hand_y[1], hand_y[0]))
-        self._reference_yaw = self._yaw
-        self._gripper = float(self.env.robot.state(data)[-1])
-        self._qpos = data.qpos.copy()
 
-    def _expand(self, waypoint: Waypoint) -> None:
-        steps = max(1, round(waypoint.seconds * self.env.robot.control_hz))
-        # Parallel fingers are symmetric: of the two equivalent yaws, take the one nearest the
-        # starting wrist angle, which keeps the last joint well inside its limits.
-        target_yaw = self._reference_yaw + _wrap_half_turn(waypoint.yaw - self._reference_yaw)
-        yaw_delta = target_yaw - self._yaw
-        for k in range(1, steps + 1):
-            frac = _smoothstep(k / steps)
-            pos = self._pos + frac * (waypoint.pos - self._pos)
-            yaw = self._yaw + frac * yaw_delta
-            joints = self._ik.solve(self._qpos, pos, top_down_quat(yaw))
-            self._qpos[self._ik_qpos] = joints
-            self._queue.append(self._action(joints, waypoint.gripper))
-        self._pos, self._yaw = np.asarray(waypoint.pos, float), self._yaw + yaw_delta
-        self._gripper = waypoint.gripper
+    def _expand(self, step: Waypoint | tuple[Waypoint, ...]) -> None:
+        waypoints = (step,) if isinstance(step, Waypoint) else step
+        if len(waypoints) != len(self._arms):
+            raise ValueError(f"plan step has {len(waypoints)} waypoints for {len(self._arms)} arms")
+        steps = max(1, round(max(w.seconds for w in waypoints) * self.env.robot.control_hz))
+        qpos = self.env.data.qpos.copy()
+        paths = [arm.path(qpos, w, steps) for arm, w in zip(self._arms, waypoints)]
+        for k in range(steps):
+            self._queue.append(self._action([p[k] for p in paths]))
 
     def act(self, obs: dict) -> np.ndarray:
         if self._waypoints is None:
             self._start()
         while not self._queue:
-            waypoint = next(self._waypoints, None)
-            if waypoint is None:
-                self._queue.append(self._hold())
+            step = next(self._waypoints, None)
+            if step is None:
+                self._queue.append(self._action([arm.joints for arm in self._arms]))
                 break
-            self._expand(waypoint)
+            self._expand(step)
         return self._queue.pop(0)[None]
 
-    def _hold(self) -> np.ndarray:
-        return self._action(self._qpos[self._ik_qpos], self._gripper)
-
-    def _action(self, joints: np.ndarray, gripper: float) -> np.ndarray:
+    def _action(self, joints: list[np.ndarray]) -> np.ndarray:
         action = np.empty(self.env.robot.action_dim, np.float32)
-        action[self._arm] = joints
-        action[self.env.robot.gripper_indices] = gripper
+        for arm, q in zip(self._arms, joints):
+            action[arm.action_slice] = q
+            action[arm.gripper_index] = arm.gripper
         return action
 
 
-def _wrap_half_turn(angle: float) -> float:
-    """The angle equivalent modulo pi that lies in [-pi/2, pi/2)."""
-    return (angle + np.pi / 2) % np.pi - np.pi / 2
+def _wrap(angle: float, period: float) -> float:
+    """The angle equivalent modulo `period` that lies in [-period/2, period/2)."""
+    return (angle + period / 2) % period - period / 2
 
 
 def _smoothstep(x: float) -> float:

@@ -59,5 +59,9 @@ class Task(ABC):
     def expert(self, env: TaskEnv) -> Policy:
         """A scripted policy that reads the privileged simulator state of `env`."""
 
+    def before_physics(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        """Runs once per control step after the action is applied, before the physics (e.g.
+        a cloth grasp engaging when a jaw has closed). Most tasks need nothing here."""
+
     def new_episode(self) -> None:
         """Clear per-episode memory (e.g. latched stages); called by the env on reset."""

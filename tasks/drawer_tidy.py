@@ -202,7 +202,7 @@ class DrawerTidy(Task):
         return stages
 
     def expert(self, env):
-        return WaypointExpert(env, lambda: self._plan(env), PANDA.tcp_site)
+        return WaypointExpert(env, lambda: self._plan(env))
 
     # -- scripted expert ---------------------------------------------------------------
     def _plan(self, env):

@@ -1,0 +1,268 @@
+"""towel_fold: the rubric both ways (on exact shapes and on settled simulated towels), the
+pinch grasp, determinism, and the floor policies scoring nothing."""
+
+import numpy as np
+import pytest
+
+from pi0bench.envs.cloth_shape import measure
+from pi0bench.tasks import towel_fold
+from pi0bench.tasks.towel_fold import COUNT, SIDE, first_fold, neat, second_fold
+
+N = COUNT
+SPACING = SIDE / (N - 1)
+LAYER = 0.009  # just over two contact radii: one layer resting on another
+
+
+def flat_towel() -> np.ndarray:
+    """Vertex i = ix·n + iy of a flat towel centred on the origin (flexcomp's order)."""
+    ix, iy = np.divmod(np.arange(N * N), N)
+    return np.stack([ix * SPACING - SIDE / 2, iy * SPACING - SIDE / 2, np.full(N * N, 0.004)], axis=1)
+
+
+def fold_half(points: np.ndarray, axis: int) -> np.ndarray:
+    """Fold the half with positive `axis` coordinate over onto the other half: mirrored,
+    layers reversed and stacked on top of what stays."""
+    out = points.copy()
+    moving = points[:, axis] > 1e-9
+    top = points[~moving, 2].max()
+    out[moving, axis] = -points[moving, axis]
+    out[moving, 2] = top + LAYER + (points[moving, 2].max() - points[moving, 2])
+    return out
+
+
+def triangles() -> np.ndarray:
+    tris = []
+    for ix in range(N - 1):
+        for iy in range(N - 1):
+            a, b, c, d = ix * N + iy, ix * N + iy + 1, (ix + 1) * N + iy, (ix + 1) * N + iy + 1
+            tris += [(a, c, b), (b, c, d)]
+    return np.array(tris)
+
+
+def shape_of(points):
+    return measure(points, triangles(), N, SIDE)
+
+
+def pleated(fraction: float) -> np.ndarray:
+    """A towel gathered into pleats along both axes (edge lengths kept): compact like a
+    fold from above, but nothing is folded over anything."""
+    points = flat_towel()
+    ix, iy = np.divmod(np.arange(N * N), N)
+    angle = np.arccos(fraction)
+    points[:, 0] *= fraction
+    points[:, 1] *= fraction
+    points[:, 2] += SPACING * np.sin(angle) * ((ix % 2) + (iy % 2)) / 2
+    return points
+
+
+# -- the predicates on exact shapes -------------------------------------------------------
+def test_flat_towel_earns_nothing():
+    shape = shape_of(flat_towel())
+    assert shape.hull == pytest.approx(1.0, abs=0.01) and shape.layers == 1
+    assert not first_fold(shape) and not second_fold(shape) and not neat(shape)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_half_fold_is_a_first_fold_only(axis):
+    shape = shape_of(fold_half(flat_towel(), axis))
+    assert first_fold(shape)
+    assert not second_fold(shape) and not neat(shape)
+
+
+def test_quarter_fold_is_second_fold_and_neat():
+    shape = shape_of(fold_half(fold_half(flat_towel(), 1), 0))
+    assert second_fold(shape) and neat(shape)
+    assert not first_fold(shape)  # it is no longer a half fold; the latch keeps that point
+
+
+def test_sloppy_quarter_fold_is_not_neat():
+    quarter = fold_half(fold_half(flat_towel(), 1), 0)
+    top = quarter[:, 2] > 0.004 + 1.5 * LAYER  # the two layers the second fold laid down
+    quarter[top, 0] += 0.21 * SIDE
+    shape = shape_of(quarter)
+    assert second_fold(shape)
+    assert not neat(shape)
+
+
+def test_diagonal_fold_is_not_a_half_fold():
+    points = flat_towel()
+    moving = points[:, 0] + points[:, 1] > 1e-9
+    points[moving, :2] = -points[moving][:, [1, 0]]
+    points[moving, 2] += LAYER
+    shape = shape_of(points)
+    assert shape.hull == pytest.approx(0.5, abs=0.05)
+    assert not first_fold(shape) and not second_fold(shape)
+
+
+def test_pleated_towel_is_not_folded():
+    shape = shape_of(pleated(0.5))
+    assert shape.hull < 0.3  # as compact as a quarter fold from above...
+    assert not first_fold(shape) and not second_fold(shape) and not neat(shape)  # ...but not one
+
+
+# -- the rubric in the simulator ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def towel_env():
+    from pi0bench.envs.task_env import TaskEnv
+
+    env = TaskEnv("towel_fold", cameras=())
+    yield env
+    env.close()
+
+
+def settle(env, points: np.ndarray, seconds: float = 1.2) -> dict:
+    """Lay the towel in a shape (centred where the task puts it) and let it settle."""
+    env.task.set_vertices(env.model, env.data, points + [0.0, 0.02, 0.0])
+    info = {}
+    for _ in range(round(seconds * env.robot.control_hz)):
+        _, _, _, info = env.advance(env.robot.home)
+    return info["stages"]
+
+
+def test_settled_half_fold_earns_only_the_first_point(towel_env):
+    towel_env.reset(seed=0)
+    stages = settle(towel_env, fold_half(flat_towel(), 1))
+    assert stages == {"first_fold": True, "second_fold": False, "neat": False}
+
+
+def test_settled_quarter_fold_after_a_half_fold_earns_every_point(towel_env):
+    towel_env.reset(seed=0)
+    half = fold_half(flat_towel(), 1)
+    settle(towel_env, half)
+    stages = settle(towel_env, fold_half(half, 0), seconds=3.0)  # four layers take a while
+    assert stages == {"first_fold": True, "second_fold": True, "neat": True}
+
+
+def test_quarter_fold_without_a_first_fold_earns_nothing(towel_env):
+    towel_env.reset(seed=0)
+    stages = settle(towel_env, fold_half(fold_half(flat_towel(), 1), 0), seconds=3.0)
+    assert not any(stages.values())
+
+
+def test_crumpled_towel_earns_nothing(towel_env):
+    towel_env.reset(seed=0)
+    stages = settle(towel_env, pleated(0.5), seconds=2.0)
+    shape = towel_env.task.shape(towel_env.model, towel_env.data)
+    assert shape.hull < 0.9 and shape.height > 0.1  # still bunched up after falling
+    assert not any(stages.values())
+
+
+def test_flat_towel_at_reset_earns_nothing(towel_env):
+    towel_env.reset(seed=3)
+    info = {}
+    for _ in range(50):
+        _, _, _, info = towel_env.advance(towel_env.robot.home)
+    assert info["points"] == 0
+
+
+def test_towel_held_in_the_air_is_not_judged(towel_env):
+    towel_env.reset(seed=0)
+    settle(towel_env, fold_half(flat_towel(), 1), seconds=0.2)  # not yet settled long enough
+    towel_env.task.grasp.held[0] = [0]  # as if a jaw held a corner
+    assert not towel_env.task.settled(towel_env.model, towel_env.data)
+    towel_env.task.grasp.reset(towel_env.data)
+
+
+# -- the pinch grasp ----------------------------------------------------------------------
+def move_left_tcp(env, target, gripper: float, seconds: float):
+    """Drive the left arm's tcp to `target` (jaw pointing down) with IK'd joint targets."""
+    from pi0bench.envs.aloha import LEFT
+    from pi0bench.envs.ik import SiteIK, grasp_quat
+
+    ik = SiteIK(env.model, LEFT.tcp_site, LEFT.joints)
+    joints = ik.solve(env.data.qpos.copy(), np.asarray(target, float), grasp_quat(np.pi / 2, 0.2))
+    action = env.robot.home.copy()
+    action[0:6], action[6] = joints, gripper
+    for _ in range(round(seconds * env.robot.control_hz)):
+        env.advance(action)
+
+
+def corner_height(env) -> float:
+    return float(env.task.vertices(env.model, env.data)[0, 2])
+
+
+def test_jaw_closing_on_a_corner_holds_it_and_opening_lets_go(towel_env):
+    towel_env.reset(seed=1)
+    corner = towel_env.task.vertices(towel_env.model, towel_env.data)[0]
+    move_left_tcp(towel_env, corner + [0, 0, 0.06], 1.0, 1.0)
+    move_left_tcp(towel_env, corner + [0, 0, 0.014], 1.0, 0.8)
+    move_left_tcp(towel_env, corner + [0, 0, 0.014], 0.0, 0.6)
+    assert 0 in towel_env.task.grasp.held[0]
+    move_left_tcp(towel_env, corner + [0, 0, 0.12], 0.0, 0.8)
+    assert corner_height(towel_env) > 0.08
+    move_left_tcp(towel_env, corner + [0, 0, 0.12], 1.0, 1.0)
+    assert towel_env.task.grasp.held[0] == []
+    assert corner_height(towel_env) < 0.04  # fell back down (onto the table or the towel)
+
+
+def test_closed_jaw_pushed_onto_cloth_does_not_grasp(towel_env):
+    towel_env.reset(seed=1)
+    corner = towel_env.task.vertices(towel_env.model, towel_env.data)[0]
+    move_left_tcp(towel_env, corner + [0, 0, 0.06], 0.0, 1.0)  # closes in the air: nothing
+    move_left_tcp(towel_env, corner + [0, 0, 0.014], 0.0, 0.8)
+    assert towel_env.task.grasp.held[0] == []
+    move_left_tcp(towel_env, corner + [0, 0, 0.12], 0.0, 0.8)
+    assert corner_height(towel_env) < 0.02
+
+
+def test_jaw_closing_beside_the_cloth_holds_nothing(towel_env):
+    towel_env.reset(seed=1)
+    corner = towel_env.task.vertices(towel_env.model, towel_env.data)[0]
+    move_left_tcp(towel_env, corner + [-0.06, -0.03, 0.014], 1.0, 1.2)
+    move_left_tcp(towel_env, corner + [-0.06, -0.03, 0.014], 0.0, 0.6)
+    assert towel_env.task.grasp.held[0] == []
+
+
+# -- the expert, determinism and the floor --------------------------------------------------
+def run_expert(env, seed: int, steps: int | None = None):
+    from pi0bench.registry import make_policy
+
+    obs, info = env.reset(seed=seed)
+    policy = make_policy("scripted", env)
+    policy.reset("towel_fold", seed)
+    for _ in range(steps or env.max_steps):
+        _, terminated, truncated, info = env.advance(policy.act(obs)[0])
+        if terminated or truncated:
+            break
+    return info
+
+
+def test_expert_folds_the_towel(towel_env):
+    info = run_expert(towel_env, seed=11)
+    assert info["stages"] == {"first_fold": True, "second_fold": True, "neat": True}
+
+
+def test_cloth_episode_is_determined_by_its_seed(towel_env):
+    run_expert(towel_env, seed=5, steps=260)  # through the first fold
+    first = towel_env.data.qpos.copy()
+    run_expert(towel_env, seed=5, steps=260)
+    np.testing.assert_array_equal(first, towel_env.data.qpos)
+    run_expert(towel_env, seed=6, steps=260)
+    assert not np.array_equal(first, towel_env.data.qpos)
+
+
+@pytest.mark.parametrize("policy", ["random", "hold"])
+def test_floor_policies_never_fold(policy, tmp_path):
+    from pi0bench.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(policy=policy, task="towel_fold", episodes=10, seed=0, workers=2,
+                        out=tmp_path / policy, cameras=())
+    (cell,) = evaluate(config)["cells"]
+    assert cell["episodes"] == 10 and cell["successes"] == 0
+
+
+def test_gym_id_passes_check_env():
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("pi0bench/TowelFold-v0", cameras=("cam_high",), image_size=32)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs["state"].shape == (14,) and obs["images"]["cam_high"].shape == (32, 32, 3)
+    env.close()
+
+
+def test_module_documents_its_thresholds():
+    doc = towel_fold.__doc__
+    for number in ("0.20 L", "0.25 L", "0.18 L", "0.40–0.62", "3 cm/s"):
+        assert number in doc
