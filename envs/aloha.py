@@ -17,12 +17,14 @@ import mujoco
 from pi0bench.envs import viperx
 from pi0bench.envs.scene import fmt, look_at, table_mjcf, visual_defaults
 
-LEFT = viperx.ViperXNames("left/")
-RIGHT = viperx.ViperXNames("right/")
+LEFT = viperx.names("left/")
+RIGHT = viperx.names("right/")
 ARMS = (LEFT, RIGHT)
 BASE_X = 0.469
 BASE_Y = -0.019
 CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
+# openpi's ALOHA policies read these three; cam_low is rendered only when asked for.
+DEFAULT_CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
 CAM_HIGH = ((0.0, -0.30, 1.02), (0.0, 0.17, 0.0))  # position, point looked at
 CAM_LOW = ((0.0, -0.38, 0.035), (0.0, 0.6, 0.09))
 

@@ -13,11 +13,10 @@ conaffinity 3.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import mujoco
 import numpy as np
 
+from pi0bench.envs.arm_mjcf import ArmNames, arm_document, position_actuators
 from pi0bench.envs.scene import fmt
 
 # (a_{i-1}, d_i, alpha_{i-1}) in metres / radians, joints 1..7 then the flange.
@@ -47,35 +46,12 @@ ARM_GEOM = 'contype="2" conaffinity="1" group="1" rgba="0.92 0.92 0.95 1"'
 DARK_GEOM = 'contype="2" conaffinity="1" group="1" rgba="0.25 0.25 0.28 1"'
 
 
-@dataclass(frozen=True)
-class FrankaNames:
-    """Names of the elements a controller or task needs, after attachment (prefix applied)."""
+JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 8))
+ACTUATOR_NAMES = tuple(f"act{i}" for i in range(1, 8))
 
-    prefix: str = ""
 
-    @property
-    def joints(self) -> list[str]:
-        return [f"{self.prefix}joint{i}" for i in range(1, 8)]
-
-    @property
-    def fingers(self) -> list[str]:
-        return [f"{self.prefix}finger_left", f"{self.prefix}finger_right"]
-
-    @property
-    def actuators(self) -> list[str]:
-        return [f"{self.prefix}act{i}" for i in range(1, 8)] + [f"{self.prefix}gripper"]
-
-    @property
-    def tcp_site(self) -> str:
-        return f"{self.prefix}tcp"
-
-    @property
-    def hand_body(self) -> str:
-        return f"{self.prefix}hand"
-
-    @property
-    def finger_pads(self) -> list[str]:
-        return [f"{self.prefix}pad_left", f"{self.prefix}pad_right"]
+def names(prefix: str) -> ArmNames:
+    return ArmNames(prefix, JOINT_NAMES, ACTUATOR_NAMES)
 
 
 def _link_body(i: int, inner: str) -> str:
@@ -141,30 +117,12 @@ def franka_mjcf() -> str:
     inner = f'<body name="flange_mount" pos="0 0 0" gravcomp="1">{inner}</body>'
     for i in reversed(range(7)):
         inner = _link_body(i, inner)
-    actuators = "\n".join(
-        f'<position name="act{i + 1}" joint="joint{i + 1}" kp="{kp}" kv="{kp / 10}" '
-        f'forcerange="-{tau} {tau}" ctrlrange="{JOINT_LIMITS[i][0]} {JOINT_LIMITS[i][1]}"/>'
-        for i, (kp, tau) in enumerate(zip(POSITION_GAINS, TORQUE_LIMITS))
-    )
+    actuators = position_actuators(ACTUATOR_NAMES, JOINT_NAMES, POSITION_GAINS, TORQUE_LIMITS,
+                                   JOINT_LIMITS, 10.0)
+    base = f'<geom type="cylinder" fromto="0 0 0 0 0 0.14" size="0.09" {ARM_GEOM}/>{inner}'
     gripper_kp = GRIPPER_FORCE / 0.02
-    return f"""
-<mujoco model="franka_panda">
-  <compiler angle="radian" autolimits="true"/>
-  <worldbody>
-    <body name="base" pos="0 0 0">
-      <geom type="cylinder" fromto="0 0 0 0 0 0.14" size="0.09" {ARM_GEOM}/>
-      {inner}
-    </body>
-  </worldbody>
-  <equality>
-    <joint joint1="finger_right" joint2="finger_left" solref="0.005 1"/>
-  </equality>
-  <actuator>
-    {actuators}
-    <position name="gripper" joint="finger_left" kp="{gripper_kp}" kv="{gripper_kp / 20}"
-              forcerange="-{GRIPPER_FORCE} {GRIPPER_FORCE}" ctrlrange="0 {FINGER_STROKE}"/>
-  </actuator>
-</mujoco>"""
+    return arm_document("franka_panda", base, actuators, stroke=FINGER_STROKE,
+                        force=GRIPPER_FORCE, kp=gripper_kp, kv=gripper_kp / 20)
 
 
 def franka_spec() -> mujoco.MjSpec:

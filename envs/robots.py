@@ -28,7 +28,8 @@ class Robot:
     arm_slices: list[slice]  # where each arm's joints sit in the action vector
     gripper_indices: list[int]  # where each gripper's opening sits in the action vector
     tcp_sites: list[str]  # one per arm: z = approach direction, y = closing direction
-    cameras: tuple[str, ...]
+    cameras: tuple[str, ...]  # every camera on the robot or in its station
+    default_cameras: tuple[str, ...]  # what a policy sees unless it asks for others
     control_hz: float
     home: np.ndarray  # a full action vector (joints + gripper openings)
     _ids: dict = field(default_factory=dict, repr=False)
@@ -94,7 +95,7 @@ class Robot:
 
 
 def make_franka(prefix: str = "") -> Robot:
-    names = franka.FrankaNames(prefix)
+    names = franka.names(prefix)
     return Robot(
         name="franka",
         joint_names=names.joints,
@@ -106,6 +107,7 @@ def make_franka(prefix: str = "") -> Robot:
         gripper_indices=[7],
         tcp_sites=[names.tcp_site],
         cameras=("base", "wrist"),
+        default_cameras=("base", "wrist"),
         control_hz=20.0,
         home=np.append(franka.HOME, 1.0).astype(np.float32),
     )
@@ -126,6 +128,7 @@ def make_aloha() -> Robot:
         gripper_indices=[6, 13],
         tcp_sites=[arm.tcp_site for arm in aloha.ARMS],
         cameras=aloha.CAMERAS,
+        default_cameras=aloha.DEFAULT_CAMERAS,
         control_hz=50.0,
         home=np.concatenate([viperx.HOME, [1.0], viperx.HOME, [1.0]]).astype(np.float32),
     )

@@ -29,7 +29,7 @@ class TaskEnv(gym.Env):
 
         self.task = make_task(task) if isinstance(task, str) else task
         self.robot = self.task.make_robot()
-        cameras = tuple(self.robot.cameras if cameras is None else cameras)
+        cameras = tuple(self.robot.default_cameras if cameras is None else cameras)
         self.robot.check_cameras(cameras)
         self.cameras = cameras
         self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -65,11 +65,11 @@ class TaskEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self.steps = 0
         self.stages = self.task.evaluate(self.model, self.data)
-        return self._observation(), self._info()
+        return self.observe(), self._info()
 
     def step(self, action):
         reward, terminated, truncated, info = self.advance(action)
-        return self._observation(), reward, terminated, truncated, info
+        return self.observe(), reward, terminated, truncated, info
 
     def advance(self, action) -> tuple[float, bool, bool, dict]:
         """`step` without building the observation: the rollout loop uses it for the actions
@@ -112,7 +112,8 @@ class TaskEnv(gym.Env):
             self._renderer = CameraRenderer(self.model, self.height, self.width)
         return self._renderer.render(self.data, cameras)
 
-    def _observation(self) -> dict:
+    def observe(self) -> dict:
+        """The observation of the current state (what `step` returns after advancing)."""
         return {
             "images": self._render(self.cameras),
             "state": self.robot.state(self.data),

@@ -18,11 +18,10 @@ overlapping primitives of one arm, or two arms passing close, can never lock up.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import mujoco
 import numpy as np
 
+from pi0bench.envs.arm_mjcf import ArmNames, arm_document, position_actuators
 from pi0bench.envs.scene import fmt
 
 JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
@@ -47,31 +46,8 @@ ARM_GEOM = 'contype="2" conaffinity="1" group="1" rgba="0.13 0.13 0.14 1"'
 JOINT_GEOM = 'contype="2" conaffinity="1" group="1" rgba="0.3 0.3 0.33 1"'
 
 
-@dataclass(frozen=True)
-class ViperXNames:
-    """Names of one arm's elements after attachment (prefix applied)."""
-
-    prefix: str = ""
-
-    @property
-    def joints(self) -> list[str]:
-        return [f"{self.prefix}{j}" for j in JOINTS]
-
-    @property
-    def fingers(self) -> list[str]:
-        return [f"{self.prefix}finger_left", f"{self.prefix}finger_right"]
-
-    @property
-    def actuators(self) -> list[str]:
-        return [f"{self.prefix}{j}" for j in JOINTS] + [f"{self.prefix}gripper"]
-
-    @property
-    def tcp_site(self) -> str:
-        return f"{self.prefix}tcp"
-
-    @property
-    def wrist_camera(self) -> str:
-        return f"{self.prefix}wrist"
+def names(prefix: str) -> ArmNames:
+    return ArmNames(prefix, JOINTS, JOINTS)
 
 
 def _finger(side: str, sign: int) -> str:
@@ -136,30 +112,11 @@ def viperx_mjcf() -> str:
     inner = _link("shoulder_link", "waist", (0, 0, 0.079), "0 0 1", JOINT_LIMITS[0], 5.0,
                   f'<geom type="cylinder" fromto="0 0 0 0 0 0.03" size="0.045" mass="{m[1]}" {JOINT_GEOM}/>',
                   inner)
-    actuators = "\n".join(
-        f'<position name="{j}" joint="{j}" kp="{kp}" kv="{kp / 12:.4g}" forcerange="-{tau} {tau}" '
-        f'ctrlrange="{fmt(JOINT_LIMITS[i])}"/>'
-        for i, (j, kp, tau) in enumerate(zip(JOINTS, POSITION_GAINS, TORQUE_LIMITS))
-    )
+    actuators = position_actuators(JOINTS, JOINTS, POSITION_GAINS, TORQUE_LIMITS, JOINT_LIMITS, 12.0)
+    base = f'<geom type="box" pos="-0.02 0 0.02" size="0.06 0.06 0.02" mass="{m[0]}" {ARM_GEOM}/>{inner}'
     gripper_kp = GRIPPER_FORCE / 0.01
-    return f"""
-<mujoco model="viperx_300_6dof">
-  <compiler angle="radian" autolimits="true"/>
-  <worldbody>
-    <body name="base" gravcomp="1">
-      <geom type="box" pos="-0.02 0 0.02" size="0.06 0.06 0.02" mass="{m[0]}" {ARM_GEOM}/>
-      {inner}
-    </body>
-  </worldbody>
-  <equality>
-    <joint joint1="finger_right" joint2="finger_left" solref="0.005 1"/>
-  </equality>
-  <actuator>
-    {actuators}
-    <position name="gripper" joint="finger_left" kp="{gripper_kp}" kv="{gripper_kp / 25}"
-              forcerange="-{GRIPPER_FORCE} {GRIPPER_FORCE}" ctrlrange="0 {FINGER_STROKE}"/>
-  </actuator>
-</mujoco>"""
+    return arm_document("viperx_300_6dof", base, actuators, stroke=FINGER_STROKE,
+                        force=GRIPPER_FORCE, kp=gripper_kp, kv=gripper_kp / 25)
 
 
 def viperx_spec() -> mujoco.MjSpec:

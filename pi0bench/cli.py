@@ -59,7 +59,7 @@ def eval_(
     videos: int = typer.Option(0, help="write mp4 videos of the first K episodes"),
     execute_steps: Optional[int] = typer.Option(None, help="actions executed per chunk (default: the policy's)"),
     image_size: int = typer.Option(128, help="camera image height and width in pixels"),
-    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: all of the robot's)"),
+    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's policy cameras)"),
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
     overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
 ) -> None:

@@ -43,7 +43,7 @@ INTERIOR_X = (-0.24, 0.0)
 INTERIOR_HALF_Y = 0.135
 INTERIOR_Z = (0.02, 0.11)
 RESTING_SPEED = 0.05
-PANDA = franka.FrankaNames(prefix="panda/")
+PANDA = franka.names("panda/")
 KNOB = np.array([0.045, 0.0, 0.09])  # grasp point on the knob shaft, drawer frame
 BASE_CAMERA = (0.95, -0.85, 0.9)
 
