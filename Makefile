@@ -12,7 +12,7 @@ WORKERS  ?= 1
 OUT      ?=
 VIDEOS   ?= 0
 
-.PHONY: venv eval test bench clean
+.PHONY: venv eval test test-slow bench clean
 
 venv: $(STAMP)
 
@@ -31,8 +31,12 @@ eval: $(STAMP)
 test: $(STAMP)
 	MUJOCO_GL=egl $(PY) -m pytest
 
+test-slow: $(STAMP)
+	MUJOCO_GL=egl $(PY) -m pytest -m slow
+
 bench: $(STAMP)
 	$(PY) benchmarks/harness_overhead.py
+	$(PY) benchmarks/towel_fold_speed.py
 
 clean:
 	rm -rf $(VENV)

@@ -59,7 +59,9 @@ def eval_(
     videos: int = typer.Option(0, help="write mp4 videos of the first K episodes"),
     execute_steps: Optional[int] = typer.Option(None, help="actions executed per chunk (default: the policy's)"),
     image_size: int = typer.Option(128, help="camera image height and width in pixels"),
-    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's policy cameras)"),
+    cameras: Optional[str] = typer.Option(
+        None, help="comma-separated cameras (default: the robot's policy cameras); 'none' renders "
+                   "nothing, for privileged-state policies such as scripted"),
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
     overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
 ) -> None:
@@ -70,7 +72,7 @@ def eval_(
     config = EvalConfig(
         policy=policy, task=task, episodes=episodes, seed=seed, workers=workers, out=out_dir,
         videos=videos, execute_steps=execute_steps, image_size=image_size,
-        cameras=tuple(c.strip() for c in cameras.split(",") if c.strip()) if cameras else None,
+        cameras=_camera_list(cameras),
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite,
     )
     summary = evaluate(config, console=err)
@@ -91,6 +93,14 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory written by 
         raise UserError(f"{run_dir} has no finished episodes yet")
     summary = write_report(store.dir, config, episodes)
     out.print(results_table(summary))
+
+
+def _camera_list(cameras: str | None) -> tuple[str, ...] | None:
+    if cameras is None or not cameras.strip():
+        return None
+    if cameras.strip().lower() == "none":
+        return ()
+    return tuple(c.strip() for c in cameras.split(",") if c.strip())
 
 
 def main() -> None:

@@ -39,6 +39,8 @@ class EvalConfig:
                 raise UserError(f"{name} must be at least {low} (got {value})")
         if self.execute_steps is not None and self.execute_steps < 1:
             raise UserError(f"--execute-steps must be at least 1 (got {self.execute_steps})")
+        if self.videos and self.cameras == ():
+            raise UserError("--videos needs cameras to film; drop --cameras none")
         if self.cameras:  # before the run directory or any worker exists
             make_task(self.task).make_robot().check_cameras(self.cameras)
 

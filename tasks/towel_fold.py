@@ -227,10 +227,8 @@ class TowelFold(Task):
             yield both([b + 0.08 * up for b in beyond], 1.0, 0.5)
 
         # First fold: the edge whose corners face the operator (lowest y) onto its opposite.
-        corner_ids = corner_indices(n)
-        corners = data.xpos[ids["bodies"][corner_ids]]
+        corners = data.xpos[ids["bodies"][corner_indices(n)]]
         edges = {"iy0": (0, 2), "iyn": (1, 3), "ix0": (0, 1), "ixn": (2, 3)}
-        opposite = {"iy0": "iyn", "iyn": "iy0", "ix0": "ixn", "ixn": "ix0"}
         near = min(edges, key=lambda e: corners[list(edges[e]), 1].mean())
         moving = [int(c) for c in edges[near]]
         moving.sort(key=lambda c: corners[c, 0])  # left arm takes the corner with lower x

@@ -227,9 +227,24 @@ def run_expert(env, seed: int, steps: int | None = None):
     return info
 
 
-def test_expert_folds_the_towel(towel_env):
-    info = run_expert(towel_env, seed=11)
-    assert info["stages"] == {"first_fold": True, "second_fold": True, "neat": True}
+def expert_run(tmp_path, episodes: int) -> dict:
+    from pi0bench.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(policy="scripted", task="towel_fold", episodes=episodes, seed=0,
+                        workers=2, out=tmp_path / "scripted", cameras=())
+    (cell,) = evaluate(config)["cells"]
+    return cell
+
+
+def test_expert_folds_the_towel(tmp_path):
+    cell = expert_run(tmp_path, episodes=4)
+    assert cell["successes"] >= 3
+    assert cell["stage_rates"]["first_fold"] == 1.0
+
+
+@pytest.mark.slow
+def test_expert_folds_80_percent_of_50_towels(tmp_path):
+    assert expert_run(tmp_path, episodes=50)["successes"] >= 40
 
 
 def test_cloth_episode_is_determined_by_its_seed(towel_env):
