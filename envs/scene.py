@@ -40,10 +40,12 @@ def table_mjcf(half_x: float = 0.7, half_y: float = 0.8, centre_x: float = 0.35)
 
 
 def visual_defaults() -> str:
-    """Render settings for fast CPU rendering (no multisampling, small shadow map)."""
+    """Render settings for fast CPU rendering: no multisampling, a small shadow map, and
+    capsules/cylinders tessellated 16 × 8 instead of 28 × 16 (3 cameras of the towel scene
+    at 128 px: 1.95 instead of 3.07 ms a frame)."""
     return """
   <visual>
-    <quality offsamples="0" shadowsize="512"/>
+    <quality offsamples="0" shadowsize="512" numslices="16" numstacks="8"/>
     <global offwidth="640" offheight="480"/>
     <headlight ambient="0.35 0.35 0.35" diffuse="0.3 0.3 0.3" specular="0 0 0"/>
   </visual>"""

@@ -263,7 +263,7 @@ def test_floor_policies_never_fold(policy, tmp_path):
     config = EvalConfig(policy=policy, task="towel_fold", episodes=10, seed=0, workers=2,
                         out=tmp_path / policy, cameras=())
     (cell,) = evaluate(config)["cells"]
-    assert cell["episodes"] == 10 and cell["successes"] == 0
+    assert cell["episodes"] == 10 and cell["successes"] == 0 and cell["mean_score"] == 0.0
 
 
 def test_gym_id_passes_check_env():
