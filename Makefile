@@ -36,7 +36,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/harness_overhead.py
-	$(PY) benchmarks/towel_fold_speed.py
+	$(PY) benchmarks/task_speed.py --task towel_fold
+	$(PY) benchmarks/task_speed.py --task paper_towel_replace
 
 clean:
 	rm -rf $(VENV)

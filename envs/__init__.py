@@ -8,6 +8,7 @@ import gymnasium
 GYM_IDS = {
     "drawer_tidy": "pi0bench/DrawerTidy-v0",
     "towel_fold": "pi0bench/TowelFold-v0",
+    "paper_towel_replace": "pi0bench/PaperTowelReplace-v0",
 }
 
 for _task, _env_id in GYM_IDS.items():

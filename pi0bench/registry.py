@@ -10,6 +10,7 @@ from pi0bench.errors import UserError
 TASKS: dict[str, str] = {
     "drawer_tidy": "pi0bench.tasks.drawer_tidy:DrawerTidy",
     "towel_fold": "pi0bench.tasks.towel_fold:TowelFold",
+    "paper_towel_replace": "pi0bench.tasks.paper_towel_replace:PaperTowelReplace",
 }
 
 # name -> (factory, one-line description)

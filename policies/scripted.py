@@ -24,10 +24,14 @@ class Waypoint:
     gripper: float  # opening in [0, 1], commanded for the whole segment
     seconds: float  # time to get there
     tilt: float = 0.0  # approach axis lean from vertical, away from the arm (see grasp_quat)
+    # A vertical hand may turn half a turn instead (parallel jaws are symmetric); False when
+    # the plan will later tilt the hand and needs the yaw exactly as given.
+    symmetric: bool = True
 
 
 # A plan yields one Waypoint per step for a one-armed robot, or a tuple with one per arm
-# (in the robot's arm order) that all arms reach together.
+# (in the robot's arm order) that all arms reach together; None in the tuple keeps that arm
+# where it is.
 Plan = Callable[[], Iterator["Waypoint | tuple[Waypoint, ...]"]]
 
 
@@ -45,16 +49,19 @@ class _Arm:
 
     def start(self, data, gripper: float) -> None:
         self.pos = data.site_xpos[self.tcp].copy()
-        hand_y = data.site_xmat[self.tcp].reshape(3, 3)[:, 1]
-        self.yaw = float(np.arctan2(hand_y[1], hand_y[0]))
+        hand = data.site_xmat[self.tcp].reshape(3, 3)
+        self.yaw = float(np.arctan2(hand[1, 1], hand[0, 1]))
         self.reference_yaw = self.yaw
-        self.tilt = 0.0
+        self.tilt = float(np.arccos(np.clip(-hand[2, 2], -1.0, 1.0)))
         self.gripper = gripper
         self.joints = data.qpos[self.qpos_adr].copy()
 
-    def path(self, qpos: np.ndarray, waypoint: Waypoint, steps: int) -> list[np.ndarray]:
-        """Joint targets along a straight TCP line to `waypoint`, one per control step."""
-        if waypoint.tilt == 0.0:
+    def path(self, qpos: np.ndarray, waypoint: Waypoint | None, steps: int) -> list[np.ndarray]:
+        """Joint targets along a straight TCP line to `waypoint`, one per control step
+        (`None`: stay where the last waypoint left the arm)."""
+        if waypoint is None:
+            return [self.joints] * steps
+        if waypoint.tilt == 0.0 and waypoint.symmetric:
             # Parallel fingers are symmetric: of the two equivalent yaws of a vertical hand,
             # take the one nearest the starting wrist angle, keeping the last joint in range.
             target_yaw = self.reference_yaw + _wrap(waypoint.yaw - self.reference_yaw, np.pi)
@@ -104,7 +111,7 @@ class WaypointExpert:
         waypoints = (step,) if isinstance(step, Waypoint) else step
         if len(waypoints) != len(self._arms):
             raise ValueError(f"plan step has {len(waypoints)} waypoints for {len(self._arms)} arms")
-        steps = max(1, round(max(w.seconds for w in waypoints) * self.env.robot.control_hz))
+        steps = max(1, round(max(w.seconds for w in waypoints if w) * self.env.robot.control_hz))
         qpos = self.env.data.qpos.copy()
         paths = [arm.path(qpos, w, steps) for arm, w in zip(self._arms, waypoints)]
         for k in range(steps):

@@ -59,7 +59,7 @@ FIRST_FOLD = {"pair_gap": 0.20, "span": 0.80, "hull": (0.40, 0.62), "layers": 2}
 SECOND_FOLD = {"corner_gap": 0.25, "hull": 0.35, "layers": 3}
 NEAT = {"hull": (0.18, 0.32), "corner_gap": 0.18, "rectangularity": 0.85}
 # CG with a 1e-5 tolerance steps a quarter-folded towel 1.75x faster than the default Newton
-# solver and a whole expert episode 1.16x faster (benchmarks/towel_fold_speed.py); the
+# solver and a whole expert episode 1.16x faster (benchmarks/task_speed.py); the
 # probed folds ended in the same shapes with either.
 SOLVER_TOLERANCE = 1e-5
 

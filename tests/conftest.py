@@ -31,3 +31,14 @@ def check_run_contract(run_dir: Path) -> None:
     result = subprocess.run([sys.executable, str(CHECK_RUN), str(run_dir)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def evaluate_cell(policy: str, task: str, episodes: int, out: Path, workers: int = 2) -> dict:
+    """Run `episodes` of a policy on a task through the real evaluation pipeline (no cameras)
+    and return its summary cell."""
+    from pi0bench.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(policy=policy, task=task, episodes=episodes, seed=0, workers=workers,
+                        out=out, cameras=())
+    (cell,) = evaluate(config)["cells"]
+    return cell

@@ -3,6 +3,7 @@ pinch grasp, determinism, and the floor policies scoring nothing."""
 
 import numpy as np
 import pytest
+from conftest import evaluate_cell
 
 from pi0bench.envs.cloth_shape import measure
 from pi0bench.tasks import towel_fold
@@ -227,24 +228,15 @@ def run_expert(env, seed: int, steps: int | None = None):
     return info
 
 
-def expert_run(tmp_path, episodes: int) -> dict:
-    from pi0bench.evaluate import EvalConfig, evaluate
-
-    config = EvalConfig(policy="scripted", task="towel_fold", episodes=episodes, seed=0,
-                        workers=2, out=tmp_path / "scripted", cameras=())
-    (cell,) = evaluate(config)["cells"]
-    return cell
-
-
 def test_expert_folds_the_towel(tmp_path):
-    cell = expert_run(tmp_path, episodes=4)
+    cell = evaluate_cell("scripted", "towel_fold", 4, tmp_path / "scripted")
     assert cell["successes"] >= 3
     assert cell["stage_rates"]["first_fold"] == 1.0
 
 
 @pytest.mark.slow
 def test_expert_folds_80_percent_of_50_towels(tmp_path):
-    assert expert_run(tmp_path, episodes=50)["successes"] >= 40
+    assert evaluate_cell("scripted", "towel_fold", 50, tmp_path / "scripted")["successes"] >= 40
 
 
 def test_cloth_episode_is_determined_by_its_seed(towel_env):
@@ -258,11 +250,7 @@ def test_cloth_episode_is_determined_by_its_seed(towel_env):
 
 @pytest.mark.parametrize("policy", ["random", "hold"])
 def test_floor_policies_never_fold(policy, tmp_path):
-    from pi0bench.evaluate import EvalConfig, evaluate
-
-    config = EvalConfig(policy=policy, task="towel_fold", episodes=10, seed=0, workers=2,
-                        out=tmp_path / policy, cameras=())
-    (cell,) = evaluate(config)["cells"]
+    cell = evaluate_cell(policy, "towel_fold", 10, tmp_path / policy)
     assert cell["episodes"] == 10 and cell["successes"] == 0 and cell["mean_score"] == 0.0
 
 

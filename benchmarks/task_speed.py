@@ -1,16 +1,17 @@
-"""towel_fold speed: physics alone, and full control steps with the policy cameras.
+"""A task's speed: physics alone, and full control steps with the policy cameras.
 
-One scripted episode (seed 0, the expert folds the towel twice), measured in one run so the
+One scripted episode (seed 0, the expert doing the whole task), measured in one run so the
 ratios are meaningful on a noisy machine:
   physics      MuJoCo's own step timer over the episode: steps/s and real-time factor
                (real time = 500 physics steps/s at 2 ms), split into collision detection and
-               the constraint solver; also with the default Newton solver for comparison;
-  control      env.advance + rendering the 3 default policy cameras (cam_high, cam_left_wrist,
-               cam_right_wrist) at 128 px every control step + the expert's IK: control steps/s
-               and real-time factor (real time = 50 steps/s), with the share of each part;
-  rubric       cost of one shape measurement of the towel (hull, layers) on the final state.
+               the constraint solver; also with MuJoCo's default Newton solver (tolerance
+               1e-8) for comparison with the task's own setting;
+  control      env.advance + rendering the robot's default policy cameras at 128 px every
+               control step + the expert's IK: control steps/s and real-time factor, with the
+               share of each part;
+  rubric       cost of one evaluation of the rubric on the final state.
 
-Usage: python benchmarks/towel_fold_speed.py [--out benchmarks/results/towel_fold_speed.json]
+Usage: python benchmarks/task_speed.py --task towel_fold [--out benchmarks/results/towel_fold_speed.json]
 """
 
 from __future__ import annotations
@@ -29,19 +30,18 @@ import mujoco  # noqa: E402
 from pi0bench.envs.task_env import TaskEnv  # noqa: E402
 from pi0bench.registry import make_policy  # noqa: E402
 
-TASK = "towel_fold"
 IMAGE = 128
 PHYSICS_HZ = 500.0
 
 
-def episode(cameras: tuple[str, ...], newton: bool = False) -> dict:
-    env = TaskEnv(TASK, cameras=cameras, image_size=IMAGE)
+def episode(task: str, cameras: tuple[str, ...] | None, newton: bool = False) -> dict:
+    env = TaskEnv(task, cameras=cameras, image_size=IMAGE)
     if newton:
         env.model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
         env.model.opt.tolerance = 1e-8
     obs, _ = env.reset(seed=0)
     policy = make_policy("scripted", env)
-    policy.reset(TASK, 0)
+    policy.reset(task, 0)
     for timer in env.data.timer:
         timer.duration, timer.number = 0.0, 0
     parts = {"policy": 0.0, "advance": 0.0, "render": 0.0}
@@ -65,16 +65,17 @@ def episode(cameras: tuple[str, ...], newton: bool = False) -> dict:
     timers = env.data.timer
     physics = timers[mujoco.mjtTimer.mjTIMER_STEP].duration
     physics_steps = timers[mujoco.mjtTimer.mjTIMER_STEP].number
-    shape_start = time.perf_counter()
+    rubric_start = time.perf_counter()
     for _ in range(100):
-        env.task.shape(env.model, env.data)
-    shape_ms = (time.perf_counter() - shape_start) * 10.0
+        env.task.evaluate(env.model, env.data)
+    rubric_ms = (time.perf_counter() - rubric_start) * 10.0
+    hz = env.robot.control_hz
     env.close()
     return {
         "control_steps": steps,
         "success": bool(info.get("is_success")),
         "control_steps_per_s": steps / wall,
-        "control_real_time_factor": steps / wall / 50.0,
+        "control_real_time_factor": steps / wall / hz,
         "share": {name: seconds / wall for name, seconds in parts.items()},
         "physics_steps_per_s": physics_steps / physics,
         "physics_real_time_factor": physics_steps / physics / PHYSICS_HZ,
@@ -83,29 +84,32 @@ def episode(cameras: tuple[str, ...], newton: bool = False) -> dict:
             "constraint_solver": timers[mujoco.mjtTimer.mjTIMER_CONSTRAINT].duration / physics,
             "constraint_build": timers[mujoco.mjtTimer.mjTIMER_POS_MAKE].duration / physics,
         },
-        "shape_measure_ms": shape_ms,
+        "rubric_ms": rubric_ms,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/towel_fold_speed.json"))
+    parser.add_argument("--task", default="towel_fold")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/TASK_speed.json")
     args = parser.parse_args()
-    physics_only = episode(cameras=())
-    newton = episode(cameras=(), newton=True)
-    full = episode(cameras=("cam_high", "cam_left_wrist", "cam_right_wrist"))
+    out = args.out or Path(f"benchmarks/results/{args.task}_speed.json")
+    physics_only = episode(args.task, cameras=())
+    newton = episode(args.task, cameras=(), newton=True)
+    full = episode(args.task, cameras=None)
     result = {
-        "task": TASK,
+        "task": args.task,
         "image_size": IMAGE,
         "physics_only": physics_only,
         "physics_only_newton": newton,
-        "cg_over_newton_physics": physics_only["physics_steps_per_s"] / newton["physics_steps_per_s"],
-        "with_3_cameras": full,
+        "task_solver_over_newton_physics": physics_only["physics_steps_per_s"] / newton["physics_steps_per_s"],
+        "with_default_cameras": full,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "mujoco": mujoco.__version__},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
