@@ -95,6 +95,25 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory written by 
     out.print(results_table(summary))
 
 
+@app.command()
+def demos(
+    task: str = typer.Option(..., help="task to demonstrate"),
+    episodes: int = typer.Option(..., help="expert episodes to attempt; only successes are kept"),
+    out_dir: Path = typer.Option(..., "--out", help="dataset directory (LeRobot v3.0 layout)"),
+    seed: int = typer.Option(1, help="base seed (evaluations default to 0, so their initial states differ)"),
+    image_size: int = typer.Option(64, help="camera image height and width in pixels"),
+    noise: float = typer.Option(0.02, help="std (rad) of the smooth noise added to executed arm joint targets"),
+    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's policy cameras)"),
+) -> None:
+    """Record scripted-expert demonstrations as a LeRobot v3.0 dataset."""
+    from pi0bench.demos import DemoConfig, record_demos
+
+    config = DemoConfig(task=task, episodes=episodes, out=out_dir, seed=seed, image_size=image_size,
+                        noise=noise, cameras=_camera_list(cameras))
+    result = record_demos(config, console=err)
+    out.print(f"{result['kept']} of {result['attempted']} episodes kept in {result['out']}")
+
+
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:
     if cameras is None or not cameras.strip():
         return None

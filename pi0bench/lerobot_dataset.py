@@ -1,0 +1,239 @@
+"""Demonstrations on disk in LeRobot's v3.0 layout, and a torch Dataset that reads them back.
+
+Layout (as LeRobot 0.4 writes it; see REFERENCE.md):
+  meta/info.json                      codebase_version "v3.0", robot_type, fps, features, ...
+  meta/stats.json                     per feature min/max/mean/std/count and quantiles
+  meta/tasks.parquet                  task string as the index, column task_index
+  meta/episodes/chunk-000/file-000.parquet   one row per episode
+  data/chunk-000/file-000.parquet     one row per frame, episodes back to back
+  videos/observation.images.<cam>/chunk-000/file-000.mp4   the frames, episodes back to back
+
+Videos are H.264 (yuv420p) rather than LeRobot's default AV1: the ffmpeg shipped with
+imageio-ffmpeg encodes it everywhere, and LeRobot's readers decode it. A dataset here holds
+at most 1000 episodes (one chunk, one file per stream), plenty for CPU-sized training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pandas as pd
+import torch
+
+from pi0bench.errors import UserError
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000
+DATA_FILE = "data/chunk-000/file-000.parquet"
+EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+
+
+def video_file(camera: str) -> str:
+    return f"videos/observation.images.{camera}/chunk-000/file-000.mp4"
+
+
+@dataclass
+class _Episode:
+    frames: dict[str, list[np.ndarray]]
+    states: list[np.ndarray]
+    actions: list[np.ndarray]
+    task: str
+
+
+@dataclass
+class LeRobotWriter:
+    """Collects finished episodes and writes the whole dataset on `close()`."""
+
+    root: Path
+    fps: float
+    robot_type: str
+    cameras: tuple[str, ...]
+    image_size: int
+    state_names: list[str]
+    action_names: list[str]
+    _episodes: list[_Episode] = field(default_factory=list)
+
+    def add_episode(self, frames: dict[str, list[np.ndarray]], states: list[np.ndarray],
+                    actions: list[np.ndarray], task: str) -> None:
+        lengths = {len(states), len(actions), *(len(f) for f in frames.values())}
+        if len(lengths) != 1 or set(frames) != set(self.cameras):
+            raise ValueError("an episode needs one state, action and frame of every camera per step")
+        if len(self._episodes) >= CHUNKS_SIZE:
+            raise UserError(f"a dataset holds at most {CHUNKS_SIZE} episodes here; write another one")
+        self._episodes.append(_Episode(frames, states, actions, task))
+
+    def close(self) -> None:
+        if not self._episodes:
+            raise UserError("no successful episode to write: nothing was recorded")
+        root = Path(self.root)
+        (root / "meta/episodes/chunk-000").mkdir(parents=True, exist_ok=True)
+        (root / "data/chunk-000").mkdir(parents=True, exist_ok=True)
+        tasks = sorted({e.task for e in self._episodes})
+        task_index = {t: i for i, t in enumerate(tasks)}
+
+        rows, episode_rows, start = [], [], 0
+        for index, episode in enumerate(self._episodes):
+            n = len(episode.actions)
+            for k in range(n):
+                rows.append({
+                    "observation.state": np.asarray(episode.states[k], np.float32),
+                    "action": np.asarray(episode.actions[k], np.float32),
+                    "timestamp": np.float32(k / self.fps),
+                    "frame_index": k,
+                    "episode_index": index,
+                    "index": start + k,
+                    "task_index": task_index[episode.task],
+                })
+            episode_rows.append(self._episode_row(index, episode, start))
+            start += n
+        frames = pd.DataFrame(rows)
+        frames.to_parquet(root / DATA_FILE, index=False)
+        pd.DataFrame(episode_rows).to_parquet(root / EPISODES_FILE, index=False)
+        pd.DataFrame({"task_index": list(task_index.values())},
+                     index=pd.Index(tasks, name="task")).to_parquet(root / "meta/tasks.parquet")
+        for camera in self.cameras:
+            self._write_video(root / video_file(camera), camera)
+        stats = self._stats(frames)
+        (root / "meta/stats.json").write_text(json.dumps(stats, indent=2))
+        (root / "meta/info.json").write_text(json.dumps(self._info(len(frames), len(tasks)), indent=2))
+
+    def _episode_row(self, index: int, episode: _Episode, start: int) -> dict:
+        n = len(episode.actions)
+        row = {
+            "episode_index": index, "tasks": [episode.task], "length": n,
+            "data/chunk_index": 0, "data/file_index": 0,
+            "dataset_from_index": start, "dataset_to_index": start + n,
+            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+        }
+        for camera in self.cameras:
+            key = f"videos/observation.images.{camera}"
+            row.update({f"{key}/chunk_index": 0, f"{key}/file_index": 0,
+                        f"{key}/from_timestamp": start / self.fps,
+                        f"{key}/to_timestamp": (start + n) / self.fps})
+        return row
+
+    def _write_video(self, path: Path, camera: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with imageio.get_writer(path, fps=self.fps, codec="libx264", pixelformat="yuv420p",
+                                output_params=["-crf", "12"], macro_block_size=1,
+                                ffmpeg_log_level="error") as writer:
+            for episode in self._episodes:
+                for frame in episode.frames[camera]:
+                    writer.append_data(frame)
+
+    def _stats(self, frames: pd.DataFrame) -> dict:
+        stats = {key: _vector_stats(np.stack(frames[key].to_numpy()))
+                 for key in ("observation.state", "action")}
+        for camera in self.cameras:
+            pixels = np.concatenate([np.stack(e.frames[camera]) for e in self._episodes])
+            per_channel = pixels.reshape(-1, 3).astype(np.float64) / 255.0
+            channel_stats = _vector_stats(per_channel)
+            stats[f"observation.images.{camera}"] = {
+                k: (np.asarray(v).reshape(3, 1, 1).tolist() if k != "count" else v)
+                for k, v in channel_stats.items()}
+        return stats
+
+    def _info(self, total_frames: int, total_tasks: int) -> dict:
+        vector = lambda names: {"dtype": "float32", "shape": [len(names)], "names": names}  # noqa: E731
+        features = {
+            "observation.state": vector(self.state_names),
+            "action": vector(self.action_names),
+            "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+            "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+            "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+            "index": {"dtype": "int64", "shape": [1], "names": None},
+            "task_index": {"dtype": "int64", "shape": [1], "names": None},
+        }
+        for camera in self.cameras:
+            features[f"observation.images.{camera}"] = {
+                "dtype": "video", "shape": [self.image_size, self.image_size, 3],
+                "names": ["height", "width", "channels"],
+                "info": {"video.height": self.image_size, "video.width": self.image_size,
+                         "video.codec": "h264", "video.pix_fmt": "yuv420p",
+                         "video.is_depth_map": False, "video.fps": self.fps,
+                         "video.channels": 3, "has_audio": False},
+            }
+        return {
+            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
+            "total_episodes": len(self._episodes), "total_frames": total_frames,
+            "total_tasks": total_tasks, "chunks_size": CHUNKS_SIZE,
+            "data_files_size_in_mb": 100, "video_files_size_in_mb": 500, "fps": self.fps,
+            "splits": {"train": f"0:{len(self._episodes)}"},
+            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+            "features": features,
+        }
+
+
+def _vector_stats(values: np.ndarray) -> dict:
+    values = values.astype(np.float64)
+    out = {"min": values.min(0), "max": values.max(0), "mean": values.mean(0),
+           "std": values.std(0), "count": [int(len(values))]}
+    for q in QUANTILES:
+        out[f"q{round(q * 100):02d}"] = np.quantile(values, q, axis=0)
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+
+
+class DemoDataset(torch.utils.data.Dataset):
+    """(observation, prompt, action chunk) windows of a v3.0 dataset written by LeRobotWriter.
+
+    Item t of an episode: that frame's images (uint8 HxWx3 per camera) and state, the episode's
+    task string, and the next `chunk` actions starting at t; past the episode's end the last
+    action repeats and `action_is_pad` marks those rows (as LeRobot's delta timestamps do).
+    Videos are decoded once into memory.
+    """
+
+    def __init__(self, root: Path | str, chunk: int = 50):
+        self.root = Path(root)
+        info_path = self.root / "meta/info.json"
+        if not info_path.exists():
+            raise UserError(f"{self.root} is not a dataset: meta/info.json is missing "
+                            "(record one with `pi0bench demos`)")
+        self.info = json.loads(info_path.read_text())
+        if self.info.get("codebase_version") != CODEBASE_VERSION:
+            raise UserError(f"{self.root}: expected a LeRobot {CODEBASE_VERSION} dataset, "
+                            f"found {self.info.get('codebase_version')!r}")
+        self.stats = json.loads((self.root / "meta/stats.json").read_text())
+        self.chunk = chunk
+        frames = pd.read_parquet(self.root / DATA_FILE)
+        self.states = np.stack(frames["observation.state"].to_numpy()).astype(np.float32)
+        self.actions = np.stack(frames["action"].to_numpy()).astype(np.float32)
+        self.episode_index = frames["episode_index"].to_numpy()
+        tasks = pd.read_parquet(self.root / "meta/tasks.parquet")
+        task_names = {int(i): str(t) for t, i in zip(tasks.index, tasks["task_index"])}
+        self.prompts = [task_names[int(i)] for i in frames["task_index"].to_numpy()]
+        episodes = pd.read_parquet(self.root / EPISODES_FILE)
+        self.episode_end = dict(zip(episodes["episode_index"], episodes["dataset_to_index"]))
+        self.cameras = [k.removeprefix("observation.images.") for k, f in self.info["features"].items()
+                        if f["dtype"] == "video"]
+        self.images = {c: _read_video(self.root / video_file(c), len(frames)) for c in self.cameras}
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def __getitem__(self, index: int) -> dict:
+        end = self.episode_end[int(self.episode_index[index])]
+        rows = np.arange(index, index + self.chunk)
+        pad = rows >= end
+        rows = np.minimum(rows, end - 1)
+        return {
+            "images": {c: torch.from_numpy(self.images[c][index]) for c in self.cameras},
+            "state": torch.from_numpy(self.states[index]),
+            "prompt": self.prompts[index],
+            "action": torch.from_numpy(self.actions[rows]),
+            "action_is_pad": torch.from_numpy(pad),
+        }
+
+
+def _read_video(path: Path, expected_frames: int) -> np.ndarray:
+    with imageio.get_reader(path, format="ffmpeg") as reader:
+        frames = np.stack([frame for frame in reader])
+    if len(frames) != expected_frames:
+        raise UserError(f"{path} has {len(frames)} frames but the data has {expected_frames}; "
+                        "the dataset is damaged, record it again")
+    return frames

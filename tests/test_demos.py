@@ -1,0 +1,126 @@
+"""Demonstrations: the LeRobot v3.0 writer/reader round trip, and `pi0bench demos` recording
+clean expert actions and keeping only successes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pi0bench.lerobot_dataset import DemoDataset, LeRobotWriter
+
+CAMERAS = ("top", "wrist")
+
+
+def synthetic_episode(length: int, offset: float, size: int = 32):
+    """Smooth images (video codecs keep them nearly exact) and distinct state/action values."""
+    ramp = np.linspace(0, 200, size, dtype=np.float32)
+    frames = {c: [np.clip(ramp[None, :, None] + 3 * t + 20 * k + np.zeros((size, size, 3)), 0, 255)
+                  .astype(np.uint8) for t in range(length)] for k, c in enumerate(CAMERAS)}
+    states = [np.full(3, offset + t, np.float32) for t in range(length)]
+    actions = [np.full(3, offset + t + 0.5, np.float32) for t in range(length)]
+    return frames, states, actions
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    writer = LeRobotWriter(tmp_path / "ds", fps=20.0, robot_type="test", cameras=CAMERAS,
+                           image_size=32, state_names=["a", "b", "c"], action_names=["a", "b", "c"])
+    writer.add_episode(*synthetic_episode(12, 0.0), task="open the drawer")
+    writer.add_episode(*synthetic_episode(7, 100.0), task="fold the towel")
+    writer.close()
+    return tmp_path / "ds"
+
+
+def test_layout_and_metadata_follow_lerobot_v3(dataset_dir):
+    for path in ("meta/info.json", "meta/stats.json", "meta/tasks.parquet",
+                 "meta/episodes/chunk-000/file-000.parquet", "data/chunk-000/file-000.parquet",
+                 "videos/observation.images.top/chunk-000/file-000.mp4",
+                 "videos/observation.images.wrist/chunk-000/file-000.mp4"):
+        assert (dataset_dir / path).is_file(), path
+    info = json.loads((dataset_dir / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 20.0
+    assert info["total_episodes"] == 2 and info["total_frames"] == 19 and info["total_tasks"] == 2
+    assert info["features"]["observation.images.top"]["shape"] == [32, 32, 3]
+    assert info["features"]["action"]["names"] == ["a", "b", "c"]
+    tasks = pd.read_parquet(dataset_dir / "meta/tasks.parquet")
+    assert sorted(tasks.index) == ["fold the towel", "open the drawer"]
+    episodes = pd.read_parquet(dataset_dir / "meta/episodes/chunk-000/file-000.parquet")
+    assert episodes["length"].tolist() == [12, 7]
+    assert episodes["dataset_to_index"].tolist() == [12, 19]
+    stats = json.loads((dataset_dir / "meta/stats.json").read_text())
+    assert stats["action"]["min"] == [0.5] * 3 and stats["action"]["max"] == [106.5] * 3
+    assert np.asarray(stats["observation.images.top"]["mean"]).shape == (3, 1, 1)
+
+
+def test_round_trip_gives_back_states_actions_and_frames(dataset_dir):
+    data = DemoDataset(dataset_dir, chunk=5)
+    assert len(data) == 19
+    first = data[0]
+    assert first["prompt"] == "open the drawer"
+    np.testing.assert_array_equal(first["state"].numpy(), [0, 0, 0])
+    np.testing.assert_array_equal(first["action"][:, 0].numpy(), [0.5, 1.5, 2.5, 3.5, 4.5])
+    expected = synthetic_episode(12, 0.0)[0]
+    for camera in CAMERAS:
+        image = data[3]["images"][camera].numpy()
+        assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+        assert np.abs(image.astype(int) - expected[camera][3].astype(int)).mean() < 3.0  # lossy video
+    second = data[12]
+    assert second["prompt"] == "fold the towel"
+    np.testing.assert_array_equal(second["state"].numpy(), [100, 100, 100])
+
+
+def test_action_chunks_stop_at_the_episode_end(dataset_dir):
+    data = DemoDataset(dataset_dir, chunk=5)
+    last = data[10]  # two frames before the end of episode 0
+    np.testing.assert_array_equal(last["action"][:, 0].numpy(), [10.5, 11.5, 11.5, 11.5, 11.5])
+    np.testing.assert_array_equal(last["action_is_pad"].numpy(), [False, False, True, True, True])
+
+
+def test_reading_something_that_is_not_a_dataset_is_one_clear_error(tmp_path):
+    from pi0bench.errors import UserError
+
+    with pytest.raises(UserError, match="meta/info.json is missing"):
+        DemoDataset(tmp_path)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "pi0bench.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_demos_record_the_clean_expert_actions(tmp_path):
+    """With no noise the recorded actions are exactly what the expert commands on its own."""
+    from pi0bench.envs.task_env import TaskEnv
+    from pi0bench.registry import make_policy
+    from pi0bench.rollout import episode_seed
+
+    result = _cli("demos", "--task", "drawer_tidy", "--episodes", "1", "--noise", "0",
+                  "--image-size", "32", "--out", str(tmp_path / "ds"))
+    assert result.returncode == 0, result.stderr
+    assert "yield: 1 of 1" in result.stderr
+    data = DemoDataset(tmp_path / "ds", chunk=1)
+    assert data.cameras == ["base", "wrist"] and data.info["robot_type"] == "franka"
+
+    env = TaskEnv("drawer_tidy", cameras=())
+    seed = episode_seed("drawer_tidy", 1, 0)
+    obs, _ = env.reset(seed=seed)
+    expert = make_policy("scripted", env)
+    expert.reset("drawer_tidy", seed)
+    for t in range(len(data)):
+        np.testing.assert_allclose(data.states[t], obs["state"], atol=1e-6)
+        action = expert.act(obs)[0]
+        np.testing.assert_array_equal(data.actions[t], action)
+        obs, _, _, _, _ = env.step(action)
+    env.close()
+
+
+def test_demos_keep_only_successes(tmp_path):
+    result = _cli("demos", "--task", "drawer_tidy", "--episodes", "1", "--noise", "0.6",
+                  "--image-size", "16", "--out", str(tmp_path / "ds"))
+    assert result.returncode == 2
+    assert "yield: 0 of 1" in result.stderr
+    assert "nothing was written" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "ds" / "meta" / "info.json").exists()
