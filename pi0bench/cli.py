@@ -102,7 +102,7 @@ def demos(
     out_dir: Path = typer.Option(..., "--out", help="dataset directory (LeRobot v3.0 layout)"),
     seed: int = typer.Option(1, help="base seed (evaluations default to 0, so their initial states differ)"),
     image_size: int = typer.Option(64, help="camera image height and width in pixels"),
-    noise: float = typer.Option(0.02, help="std (rad) of the smooth noise added to executed arm joint targets"),
+    noise: float = typer.Option(0.01, help="std (rad) of the smooth noise added to executed arm joint targets"),
     cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's policy cameras)"),
 ) -> None:
     """Record scripted-expert demonstrations as a LeRobot v3.0 dataset."""

@@ -32,7 +32,7 @@ class DemoConfig:
     out: Path
     seed: int = 1
     image_size: int = 64
-    noise: float = 0.02
+    noise: float = 0.01
     cameras: tuple[str, ...] | None = None
 
     def validate(self) -> None:

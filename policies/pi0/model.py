@@ -1,0 +1,222 @@
+"""The π0 network: a PaliGemma-style VLM and a flow-matching action expert that share every
+attention layer (REFERENCE.md has the facts; the code is written here on transformers'
+Gemma and SigLIP building blocks).
+
+Tokens come in three blocks: [images, prompt] (the prefix, seen by the VLM weights), [state]
+and [H noisy actions] (the suffix, seen by the narrower expert weights). Attention is joint:
+each layer projects every token with its own group's weights, then all tokens attend
+together under the 3-block mask — a block sees itself and the blocks before it, so the prefix
+never sees the robot, the state token never sees the actions, and the actions see everything.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GemmaConfig, SiglipVisionConfig, SiglipVisionModel
+from transformers.models.gemma.modeling_gemma import (
+    GemmaMLP,
+    GemmaRMSNorm,
+    GemmaRotaryEmbedding,
+    apply_rotary_pos_emb,
+)
+
+from pi0bench.policies.pi0.config import Pi0Config
+
+PREFIX, STATE, ACTIONS = 0, 1, 2  # attention blocks
+
+
+def gemma_config(cfg: Pi0Config, width: int, mlp: int) -> GemmaConfig:
+    return GemmaConfig(hidden_size=width, intermediate_size=mlp, num_hidden_layers=cfg.depth,
+                       num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
+                       head_dim=cfg.head_dim, vocab_size=cfg.vocab_size,
+                       hidden_activation="gelu_pytorch_tanh")
+
+
+class GroupWeights(nn.Module):
+    """One token group's weights in one layer: norms, attention projections, MLP."""
+
+    def __init__(self, gemma: GemmaConfig):
+        super().__init__()
+        width, heads, kv, dim = gemma.hidden_size, gemma.num_attention_heads, gemma.num_key_value_heads, gemma.head_dim
+        self.input_layernorm = GemmaRMSNorm(width, eps=gemma.rms_norm_eps)
+        self.q_proj = nn.Linear(width, heads * dim, bias=False)
+        self.k_proj = nn.Linear(width, kv * dim, bias=False)
+        self.v_proj = nn.Linear(width, kv * dim, bias=False)
+        self.o_proj = nn.Linear(heads * dim, width, bias=False)
+        self.post_attention_layernorm = GemmaRMSNorm(width, eps=gemma.rms_norm_eps)
+        self.mlp = GemmaMLP(gemma)
+
+
+class JointLayer(nn.Module):
+    """A transformer layer whose attention spans both groups (prefix and suffix)."""
+
+    def __init__(self, cfg: Pi0Config, vlm: GemmaConfig, expert: GemmaConfig):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.heads, cfg.kv_heads, cfg.head_dim
+        self.groups = nn.ModuleList([GroupWeights(vlm), GroupWeights(expert)])
+
+    def forward(self, xs: list[torch.Tensor | None], cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """xs: per group [B, L_g, width_g] or None; cos/sin for the present tokens; mask
+        [B, L_q, L_past + L_q] (True = may attend). Returns the new xs and this call's (k, v)."""
+        present = [(g, x) for g, x in enumerate(xs) if x is not None]
+        qs, ks, vs = [], [], []
+        for g, x in present:
+            w = self.groups[g]
+            h = w.input_layernorm(x)
+            b, n, _ = h.shape
+            qs.append(w.q_proj(h).view(b, n, self.heads, self.head_dim).transpose(1, 2))
+            ks.append(w.k_proj(h).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2))
+            vs.append(w.v_proj(h).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2))
+        q, k, v = torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        new_kv = (k, v)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        repeat = self.heads // self.kv_heads
+        attended = F.scaled_dot_product_attention(
+            q, k.repeat_interleave(repeat, 1), v.repeat_interleave(repeat, 1), attn_mask=mask[:, None])
+        attended = attended.transpose(1, 2).flatten(2)
+        out, start = list(xs), 0
+        for g, x in present:
+            w, n = self.groups[g], x.shape[1]
+            y = x + w.o_proj(attended[:, start:start + n])
+            out[g] = y + w.mlp(w.post_attention_layernorm(y))
+            start += n
+        return out, new_kv
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0) -> torch.Tensor:
+    """Sine-cosine embedding of flow time t ∈ [0, 1] over periods from min to max."""
+    fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float32, device=t.device)
+    period = min_period * (max_period / min_period) ** fraction
+    angle = t[:, None].float() * (2 * math.pi / period[None])
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+class Pi0Model(nn.Module):
+    def __init__(self, cfg: Pi0Config):
+        super().__init__()
+        self.cfg = cfg
+        vlm, expert = gemma_config(cfg, cfg.width, cfg.mlp), gemma_config(cfg, cfg.expert_width, cfg.expert_mlp)
+        v = cfg.vision
+        self.vision_tower = SiglipVisionModel(SiglipVisionConfig(
+            hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
+            num_hidden_layers=v.num_hidden_layers, num_attention_heads=v.num_attention_heads,
+            patch_size=v.patch_size, image_size=v.image_size))
+        self.multi_modal_projector = nn.Linear(v.hidden_size, cfg.width)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.layers = nn.ModuleList([JointLayer(cfg, vlm, expert) for _ in range(cfg.depth)])
+        self.norms = nn.ModuleList([GemmaRMSNorm(cfg.width), GemmaRMSNorm(cfg.expert_width)])
+        self.rotary = GemmaRotaryEmbedding(config=vlm)
+        self.state_proj = nn.Linear(cfg.action_dim, cfg.expert_width)
+        self.action_in_proj = nn.Linear(cfg.action_dim, cfg.expert_width)
+        self.action_time_mlp_in = nn.Linear(2 * cfg.expert_width, cfg.expert_width)
+        self.action_time_mlp_out = nn.Linear(cfg.expert_width, cfg.expert_width)
+        self.action_out_proj = nn.Linear(cfg.expert_width, cfg.action_dim)
+
+    # -- embeddings --------------------------------------------------------------------
+    def embed_prefix(self, images: torch.Tensor, image_mask: torch.Tensor, tokens: torch.Tensor,
+                     token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, C, 3, H, W] in [-1, 1], image_mask [B, C], tokens/token_mask [B, T]
+        -> embeddings [B, L, width] and validity [B, L]."""
+        b, c = images.shape[:2]
+        patches = self.vision_tower(pixel_values=images.flatten(0, 1)).last_hidden_state
+        image_tokens = self.multi_modal_projector(patches).view(b, c * patches.shape[1], -1)
+        image_valid = image_mask[:, :, None].expand(b, c, patches.shape[1]).reshape(b, -1)
+        text = self.embed_tokens(tokens) * math.sqrt(self.cfg.width)
+        return torch.cat([image_tokens, text], 1), torch.cat([image_valid, token_mask.bool()], 1)
+
+    def embed_suffix(self, state: torch.Tensor, noisy_actions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """[state token, H action tokens] with the flow time mixed into each action token."""
+        state_token = self.state_proj(state)[:, None]
+        actions = self.action_in_proj(noisy_actions)
+        time = sinusoidal_embedding(t, self.cfg.expert_width).to(actions.dtype)
+        time = time[:, None].expand_as(actions)
+        mixed = self.action_time_mlp_out(F.silu(self.action_time_mlp_in(torch.cat([actions, time], -1))))
+        return torch.cat([state_token, mixed], 1)
+
+    # -- attention plumbing ------------------------------------------------------------
+    @staticmethod
+    def block_mask(blocks_q: torch.Tensor, blocks_k: torch.Tensor, valid_k: torch.Tensor) -> torch.Tensor:
+        """[B, Lq, Lk]: a query may attend to a valid key of its own block or an earlier one."""
+        return (blocks_k[:, None, :] <= blocks_q[:, :, None]) & valid_k[:, None, :]
+
+    def _suffix_blocks(self, batch: int, device) -> torch.Tensor:
+        blocks = torch.full((batch, 1 + self.cfg.horizon), ACTIONS, device=device)
+        blocks[:, 0] = STATE
+        return blocks
+
+    def _run(self, xs, positions, mask, cache=None):
+        cos, sin = self.rotary(xs[0] if xs[0] is not None else xs[1], positions)
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            xs, kv = layer(xs, cos, sin, mask, None if cache is None else cache[i])
+            new_cache.append(kv)
+        return xs, new_cache
+
+    def velocity(self, prefix: torch.Tensor, prefix_valid: torch.Tensor, state: torch.Tensor,
+                 noisy_actions: torch.Tensor, t: torch.Tensor, cache=None) -> torch.Tensor:
+        """Predicted flow u = ε − A for the noisy actions at time t. With `cache` (the
+        prefix's keys and values from `prefix_cache`) the prefix is not run again."""
+        b = state.shape[0]
+        suffix = self.embed_suffix(state, noisy_actions, t)
+        suffix_blocks = self._suffix_blocks(b, state.device)
+        suffix_valid = torch.ones_like(suffix_blocks, dtype=torch.bool)
+        prefix_len = prefix_valid.sum(1, keepdim=True)
+        suffix_positions = prefix_len + torch.arange(suffix.shape[1], device=state.device)[None]
+        prefix_blocks = torch.full_like(prefix_valid, PREFIX, dtype=suffix_blocks.dtype)
+        if cache is None:
+            blocks = torch.cat([prefix_blocks, suffix_blocks], 1)
+            valid = torch.cat([prefix_valid, suffix_valid], 1)
+            positions = torch.cat([torch.cumsum(prefix_valid, 1) - 1, suffix_positions], 1)
+            xs, _ = self._run([prefix, suffix], positions, self.block_mask(blocks, blocks, valid))
+        else:
+            keys_blocks = torch.cat([prefix_blocks, suffix_blocks], 1)
+            keys_valid = torch.cat([prefix_valid, suffix_valid], 1)
+            mask = self.block_mask(suffix_blocks, keys_blocks, keys_valid)
+            xs, _ = self._run([None, suffix], suffix_positions, mask, cache)
+        actions_out = self.norms[1](xs[1][:, 1:])
+        return self.action_out_proj(actions_out)
+
+    def prefix_cache(self, prefix: torch.Tensor, prefix_valid: torch.Tensor):
+        blocks = torch.zeros_like(prefix_valid, dtype=torch.long)
+        positions = torch.cumsum(prefix_valid, 1) - 1
+        _, cache = self._run([prefix, None], positions, self.block_mask(blocks, blocks, prefix_valid))
+        return cache
+
+    # -- training and sampling ---------------------------------------------------------
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Flow-matching loss: τ ~ Beta(1.5, 1) in [0.001, 1], x_τ = τ·ε + (1−τ)·A, target
+        ε − A, mean squared error over real action dims and unpadded chunk rows."""
+        actions = batch["actions"]
+        b = actions.shape[0]
+        noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=actions.dtype)
+        beta = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0))
+        tau = (beta.sample((b,)) * 0.999 + 0.001).to(actions.device, actions.dtype)
+        x_t = tau[:, None, None] * noise + (1 - tau[:, None, None]) * actions
+        prefix, valid = self.embed_prefix(batch["images"], batch["image_mask"], batch["tokens"], batch["token_mask"])
+        predicted = self.velocity(prefix, valid, batch["state"], x_t, tau)
+        error = (predicted - (noise - actions)) ** 2
+        weight = batch["action_weight"]  # [B, H, action_dim]: real dims of unpadded rows
+        return (error * weight).sum() / weight.sum().clamp(min=1.0)
+
+    @torch.no_grad()
+    def sample(self, batch: dict, steps: int = 10, noise: torch.Tensor | None = None,
+               use_cache: bool = True) -> torch.Tensor:
+        """Integrate the flow from τ = 1 (noise) to 0 in `steps` Euler steps."""
+        state = batch["state"]
+        shape = (state.shape[0], self.cfg.horizon, self.cfg.action_dim)
+        x = torch.randn(shape, device=state.device, dtype=state.dtype) if noise is None else noise.clone()
+        prefix, valid = self.embed_prefix(batch["images"], batch["image_mask"], batch["tokens"], batch["token_mask"])
+        cache = self.prefix_cache(prefix, valid) if use_cache else None
+        dt = -1.0 / steps
+        t = torch.ones(shape[0], device=state.device, dtype=state.dtype)
+        for _ in range(steps):
+            x = x + dt * self.velocity(prefix, valid, state, x, t, cache)
+            t = t + dt
+        return x
