@@ -114,6 +114,29 @@ def demos(
     out.print(f"{result['kept']} of {result['attempted']} episodes kept in {result['out']}")
 
 
+@app.command("train")
+def train_(
+    policy: str = typer.Option(..., help="trainable policy (pi0)"),
+    data: list[Path] = typer.Option(..., help="dataset directory from `pi0bench demos`; repeat for several tasks"),
+    out_dir: Path = typer.Option(..., "--out", help="run directory; rerunning the same command resumes it"),
+    model: Optional[str] = typer.Option(None, help="model size (pi0: pi0-small or pi0)"),
+    steps: int = typer.Option(2000, help="optimizer steps"),
+    batch_size: int = typer.Option(32, help="windows per step"),
+    lr: float = typer.Option(3e-4, help="peak learning rate (warm-up then cosine decay)"),
+    seed: int = typer.Option(0, help="seed of the initial weights and of every batch"),
+    checkpoint_every: int = typer.Option(200, help="steps between checkpoints"),
+) -> None:
+    """Train a policy on demonstrations; writes checkpoints, losses.csv and loss.png."""
+    from pi0bench.train import TrainConfig, train
+
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise UserError("--steps and --batch-size must be at least 1 and --lr positive")
+    config = TrainConfig(policy=policy, data=list(data), out=out_dir, model=model, steps=steps,
+                         batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every)
+    final = train(config, console=err)
+    out.print(f"checkpoint: {final}")
+
+
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:
     if cameras is None or not cameras.strip():
         return None

@@ -1,0 +1,87 @@
+"""Policy checkpoints: safetensors weights + a JSON config, never pickles.
+
+A checkpoint directory holds `config.json` ({"policy", "model", "normalizers", "step", ...})
+and `model.safetensors` (the EMA weights a policy is evaluated with). Training adds
+`train_state.safetensors` (raw weights and AdamW moments) and `train_state.json` so a run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from pi0bench.errors import UserError
+
+RECIPES = {"pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe"}
+
+
+def recipe_class(policy: str):
+    if policy not in RECIPES:
+        raise UserError(f"{policy!r} is not a trainable policy; choose from: {', '.join(sorted(RECIPES))}")
+    module, attr = RECIPES[policy].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def save(directory: Path, config: dict, weights: dict[str, torch.Tensor],
+         train_state: tuple[dict[str, torch.Tensor], dict] | None = None,
+         dtype: torch.dtype | None = None) -> None:
+    """Write a checkpoint atomically (a killed save never leaves a half checkpoint)."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+               for k, v in weights.items()}
+    save_file(tensors, str(tmp / "model.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    if train_state is not None:
+        save_file({k: v.contiguous() for k, v in train_state[0].items()}, str(tmp / "train_state.safetensors"))
+        (tmp / "train_state.json").write_text(json.dumps(train_state[1]))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
+
+def read_config(directory: Path) -> dict:
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{directory} is not a checkpoint: config.json is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg}); the checkpoint is damaged") from None
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load safetensors into `module`, failing on the first missing, unexpected or misshaped
+    key with one line that names it."""
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    expected = module.state_dict()
+    for key in expected:
+        if key not in tensors:
+            raise UserError(f"{path}: missing key {key!r}")
+        if tuple(tensors[key].shape) != tuple(expected[key].shape):
+            raise UserError(f"{path}: key {key!r} has shape {tuple(tensors[key].shape)}, "
+                            f"the model expects {tuple(expected[key].shape)}")
+    for key in tensors:
+        if key not in expected:
+            raise UserError(f"{path}: unexpected key {key!r}")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+
+
+def load_policy_model(directory: Path):
+    """(recipe, model in eval mode, config dict) from a checkpoint directory."""
+    config = read_config(directory)
+    recipe = recipe_class(config.get("policy", "?")).from_dict(config["model"])
+    model = recipe.build()
+    load_weights(model, Path(directory) / "model.safetensors")
+    return recipe, model.eval(), config

@@ -1,0 +1,224 @@
+"""One training pipeline for every learnable policy.
+
+AdamW with linear warm-up then cosine decay, gradient clipping, an EMA of the weights (what
+gets evaluated), z-score normalisation from the datasets' statistics (stored in the
+checkpoint, per robot), periodic atomic checkpoints, and resume: rerunning the same command
+continues from the last checkpoint with the same batches it would have drawn. Batches are a
+pure function of (seed, step), so an interrupted and resumed run trains on exactly what an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_file
+
+from pi0bench import checkpoint
+from pi0bench.errors import UserError
+from pi0bench.lerobot_dataset import DemoDataset
+from pi0bench.normalize import Normalizer, merge_stats
+
+
+@dataclass
+class TrainConfig:
+    policy: str
+    data: list[Path]
+    out: Path
+    model: str | None = None  # a named size of the policy (default: the recipe's)
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 1e-4
+    ema: float = 0.99
+    clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 200
+
+    def to_dict(self) -> dict:
+        return {k: ([str(p) for p in v] if k == "data" else str(v) if k == "out" else v)
+                for k, v in asdict(self).items()}
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batch_indices(seed: int, step: int, size: int, total: int) -> np.ndarray:
+    return np.random.default_rng([seed, step]).integers(0, total, size)
+
+
+class _Data:
+    """Several datasets as one index space, each window tagged with its robot."""
+
+    def __init__(self, roots: list[Path], chunk: int):
+        if not roots:
+            raise UserError("give at least one --data directory")
+        self.sets = [DemoDataset(root, chunk=chunk) for root in roots]
+        self.robots = [d.info["robot_type"] for d in self.sets]
+        self.offsets = np.cumsum([0] + [len(d) for d in self.sets])
+        by_robot: dict[str, list] = {}
+        for d, robot in zip(self.sets, self.robots):
+            by_robot.setdefault(robot, []).append((d.stats, d.info))
+        self.normalizers = {robot: merge_stats(parts) for robot, parts in by_robot.items()}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> dict:
+        k = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        sample = self.sets[k][int(index - self.offsets[k])]
+        sample["robot"] = self.robots[k]
+        return sample
+
+
+def train(config: TrainConfig, console: Console | None = None) -> Path:
+    """Train (or resume) and return the directory of the final checkpoint."""
+    console = console or Console(stderr=True)
+    out = Path(config.out)
+    recipe_cls = checkpoint.recipe_class(config.policy)
+    state_path = out / "checkpoints" / "last"
+    resume = (state_path / "train_state.json").is_file()
+    if resume:
+        saved = checkpoint.read_config(state_path)
+        recipe = recipe_cls.from_dict(saved["model"])
+    else:
+        recipe = recipe_cls.from_name(config.model or recipe_cls.default_config)
+    data = _Data([Path(p) for p in config.data], recipe.chunk)
+    normalizers = {r: Normalizer.from_dict(d) for r, d in data.normalizers.items()}
+
+    torch.manual_seed(config.seed)
+    model = recipe.build()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
+                                  weight_decay=config.weight_decay)
+    start = 0
+    if resume:
+        start = _restore(state_path, model, optimizer)
+        _truncate_log(out / "losses.csv", start)
+        console.print(f"resuming {out} at step {start}")
+    ema = copy.deepcopy(model).eval()
+    if resume:
+        checkpoint.load_weights(ema, state_path / "model.safetensors")
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    out.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    console.print(f"{config.policy} ({recipe.config.name}, {n_params / 1e6:.1f}M parameters) on "
+                  f"{len(data)} windows from {len(data.sets)} dataset(s); steps {start}..{config.steps}")
+
+    def save(step: int) -> None:
+        meta = {"policy": config.policy, "model": recipe.config_dict(), "normalizers": data.normalizers,
+                "step": step, "train": config.to_dict()}
+        raw = {f"model.{k}": v for k, v in model.state_dict().items()}
+        raw.update(_optimizer_tensors(optimizer))
+        checkpoint.save(state_path, meta, ema.state_dict(),
+                        train_state=(raw, {"step": step, "optimizer_steps": _optimizer_steps(optimizer)}))
+        _plot_losses(out)
+
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("eta"), TimeRemainingColumn())
+    model.train()
+    with Progress(*columns, console=console) as bar, open(out / "losses.csv", "a", newline="") as log:
+        writer = csv.writer(log)
+        task = bar.add_task("train", total=config.steps, completed=start, loss="-")
+        for step in range(start, config.steps):
+            started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            idx = batch_indices(config.seed, step, config.batch_size, len(data))
+            batch = recipe.collate([data[int(i)] for i in idx], normalizers)
+            torch.manual_seed(config.seed * 1_000_003 + step)
+            loss = recipe.loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), model.parameters()):
+                    e.lerp_(p, 1.0 - config.ema)
+            writer.writerow([step, f"{loss.item():.6f}", f"{time.perf_counter() - started:.4f}"])
+            bar.update(task, advance=1, loss=f"{loss.item():.4f}")
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                log.flush()
+                save(step + 1)
+    return state_path
+
+
+def export(run_dir: Path, target: Path, dtype: torch.dtype = torch.float16) -> None:
+    """Copy a run's evaluation weights (EMA) and config into a small checkpoint for shipping."""
+    source = Path(run_dir) / "checkpoints" / "last"
+    config = checkpoint.read_config(source)
+    checkpoint.save(target, config, load_file(str(source / "model.safetensors")), dtype=dtype)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, state in optimizer.state_dict()["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            out[f"optim.{i}.{name}"] = state[name]
+    return out
+
+
+def _optimizer_steps(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    return {str(i): float(s["step"]) for i, s in optimizer.state_dict()["state"].items()}
+
+
+def _restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    tensors = load_file(str(path / "train_state.safetensors"))
+    meta = json.loads((path / "train_state.json").read_text())
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    state = optimizer.state_dict()
+    state["state"] = {
+        int(i): {"step": torch.tensor(steps), "exp_avg": tensors[f"optim.{i}.exp_avg"],
+                 "exp_avg_sq": tensors[f"optim.{i}.exp_avg_sq"]}
+        for i, steps in meta["optimizer_steps"].items()
+    }
+    optimizer.load_state_dict(state)
+    return int(meta["step"])
+
+
+def _truncate_log(path: Path, start: int) -> None:
+    """Drop loss rows logged after the checkpoint a run resumes from (they are redone)."""
+    if path.is_file():
+        rows = [r for r in csv.reader(open(path)) if r and int(r[0]) < start]
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+
+
+def _plot_losses(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.reader(open(out / "losses.csv")))
+    if not rows:
+        return
+    steps = np.array([int(r[0]) for r in rows])
+    losses = np.array([float(r[1]) for r in rows])
+    window = max(1, len(losses) // 50)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, alpha=0.3, label="loss")
+    ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow-matching loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,64 @@
+"""What the shared training pipeline needs to know about π0: how to build it, how to turn
+dataset windows into a batch, and its loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pi0bench.policies.pi0.config import CONFIGS, Pi0Config
+from pi0bench.normalize import Normalizer
+from pi0bench.policies.pi0.inputs import example, pad_vector
+from pi0bench.policies.pi0.model import Pi0Model
+from pi0bench.policies.pi0.tokenizer import ByteTokenizer
+
+
+class Pi0Recipe:
+    name = "pi0"
+    default_config = "pi0-small"
+
+    def __init__(self, config: Pi0Config):
+        self.config = config
+        self.tokenizer = ByteTokenizer()
+
+    @classmethod
+    def from_name(cls, name: str) -> Pi0Recipe:
+        return cls(CONFIGS[name])
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Pi0Recipe:
+        return cls(Pi0Config.from_dict(data))
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    @property
+    def chunk(self) -> int:
+        return self.config.horizon
+
+    def build(self) -> Pi0Model:
+        return Pi0Model(self.config)
+
+    def collate(self, samples: list[dict], normalizers: dict[str, Normalizer]) -> dict:
+        """Dataset windows (with a `robot` key) -> a training batch."""
+        cfg = self.config
+        examples, actions, weights = [], [], []
+        for s in samples:
+            norm = normalizers[s["robot"]]
+            examples.append(example(list(s["images"].values()), s["state"].numpy(), s["prompt"], norm,
+                                    self.tokenizer, cfg.vision.image_size, cfg.max_prompt_tokens,
+                                    cfg.action_dim))
+            raw = norm.action(s["action"].numpy())
+            actions.append(np.stack([pad_vector(a, cfg.action_dim) for a in raw]))
+            weight = np.zeros((cfg.horizon, cfg.action_dim), np.float32)
+            weight[:, : raw.shape[1]] = 1.0
+            weight[s["action_is_pad"].numpy()] = 0.0
+            weights.append(weight)
+        batch = {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+        batch["actions"] = torch.from_numpy(np.stack(actions))
+        batch["action_weight"] = torch.from_numpy(np.stack(weights))
+        return batch
+
+    @staticmethod
+    def loss(model: Pi0Model, batch: dict) -> torch.Tensor:
+        return model.loss(batch)
