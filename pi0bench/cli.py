@@ -64,6 +64,7 @@ def eval_(
                    "nothing, for privileged-state policies such as scripted"),
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
     overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
+    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0)"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.evaluate import EvalConfig, evaluate
@@ -73,7 +74,7 @@ def eval_(
         policy=policy, task=task, episodes=episodes, seed=seed, workers=workers, out=out_dir,
         videos=videos, execute_steps=execute_steps, image_size=image_size,
         cameras=_camera_list(cameras),
-        timeout_s=timeout if timeout > 0 else None, overwrite=overwrite,
+        timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))

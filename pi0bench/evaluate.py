@@ -10,7 +10,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from pi0bench.errors import UserError
-from pi0bench.registry import check_policy, check_task, make_task
+from pi0bench.registry import check_checkpoint, check_policy, check_task, make_task
 from pi0bench.store import RunStore, default_run_dir
 from pi0bench.workers import EpisodeJob, run_episodes
 
@@ -29,10 +29,12 @@ class EvalConfig:
     cameras: tuple[str, ...] | None = None
     timeout_s: float | None = 30.0
     overwrite: bool = False
+    checkpoint: str | None = None
 
     def validate(self) -> None:
         check_policy(self.policy)
         check_task(self.task)
+        check_checkpoint(self.policy, self.checkpoint)
         for name, value, low in (("--episodes", self.episodes, 1), ("--workers", self.workers, 1),
                                  ("--image-size", self.image_size, 16), ("--videos", self.videos, 0)):
             if value < low:
@@ -53,7 +55,7 @@ class EvalConfig:
                 "seed": self.seed, "workers": self.workers, "execute_steps": self.execute_steps,
                 "image_size": self.image_size,
                 "cameras": list(self.cameras) if self.cameras else None,
-                "timeout_s": self.timeout_s, "videos": self.videos}
+                "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint}
 
 
 def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
@@ -73,7 +75,8 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
     job = EpisodeJob(task=config.task, policy=config.policy, seed=config.seed,
                      cameras=config.cameras, image_size=config.image_size,
                      execute_steps=config.execute_steps, timeout_s=config.timeout_s,
-                     videos=config.videos, video_dir=str(store.dir / "videos"))
+                     videos=config.videos, video_dir=str(store.dir / "videos"),
+                     checkpoint=config.checkpoint)
     successes = {"n": 0, "done": 0}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),

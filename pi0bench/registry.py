@@ -20,7 +20,11 @@ POLICIES: dict[str, tuple[str, str]] = {
     "random": ("pi0bench.policies.simple:make_random",
                "uniform random joint targets; a floor that must score 0"),
     "hold": ("pi0bench.policies.simple:make_hold", "keeps the initial pose; a floor that must score 0"),
+    "pi0": ("pi0bench.policies.pi0.policy:make_pi0",
+            "π0 flow-matching VLA (default checkpoint results/checkpoints/pi0-small; --checkpoint DIR)"),
 }
+# Policies that load weights and so take --checkpoint.
+TAKES_CHECKPOINT = {"pi0"}
 
 
 def _load(target: str) -> Any:
@@ -48,6 +52,13 @@ def describe_policy(name: str) -> str:
     return POLICIES[check_policy(name)][1]
 
 
-def make_policy(name: str, env):
+def check_checkpoint(name: str, checkpoint: str | None) -> None:
+    if checkpoint and check_policy(name) not in TAKES_CHECKPOINT:
+        raise UserError(f"policy {name!r} takes no --checkpoint; only {', '.join(sorted(TAKES_CHECKPOINT))} do")
+
+
+def make_policy(name: str, env, checkpoint: str | None = None):
     """Build a policy for `env` (its action space, robot and task are what factories need)."""
-    return _load(POLICIES[check_policy(name)][0])(env)
+    check_checkpoint(name, checkpoint)
+    factory = _load(POLICIES[check_policy(name)][0])
+    return factory(env, checkpoint) if name in TAKES_CHECKPOINT else factory(env)

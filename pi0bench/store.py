@@ -22,7 +22,7 @@ import pandas as pd
 from pi0bench.errors import UserError
 
 # Config keys that decide what an episode is: a run directory only resumes with the same ones.
-IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras")
+IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras", "checkpoint")
 PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas")
 
 

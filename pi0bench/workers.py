@@ -31,6 +31,7 @@ class EpisodeJob:
     timeout_s: float | None
     videos: int
     video_dir: str
+    checkpoint: str | None = None
 
 
 class EpisodeRunner:
@@ -42,7 +43,7 @@ class EpisodeRunner:
 
         self.job = job
         self.env = TaskEnv(job.task, cameras=job.cameras, image_size=job.image_size)
-        self.policy = make_policy(job.policy, self.env)
+        self.policy = make_policy(job.policy, self.env, job.checkpoint)
 
     def run(self, episode: int) -> EpisodeRecord:
         job = self.job

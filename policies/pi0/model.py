@@ -171,10 +171,7 @@ class Pi0Model(nn.Module):
         suffix_positions = prefix_len + torch.arange(suffix.shape[1], device=state.device)[None]
         prefix_blocks = torch.full_like(prefix_valid, PREFIX, dtype=suffix_blocks.dtype)
         if cache is None:
-            blocks = torch.cat([prefix_blocks, suffix_blocks], 1)
-            valid = torch.cat([prefix_valid, suffix_valid], 1)
-            positions = torch.cat([torch.cumsum(prefix_valid, 1) - 1, suffix_positions], 1)
-            xs, _ = self._run([prefix, suffix], positions, self.block_mask(blocks, blocks, valid))
+            xs = self.forward_tokens(prefix, prefix_valid, suffix)
         else:
             keys_blocks = torch.cat([prefix_blocks, suffix_blocks], 1)
             keys_valid = torch.cat([prefix_valid, suffix_valid], 1)
@@ -182,6 +179,18 @@ class Pi0Model(nn.Module):
             xs, _ = self._run([None, suffix], suffix_positions, mask, cache)
         actions_out = self.norms[1](xs[1][:, 1:])
         return self.action_out_proj(actions_out)
+
+    def forward_tokens(self, prefix: torch.Tensor, prefix_valid: torch.Tensor,
+                       suffix: torch.Tensor) -> list[torch.Tensor]:
+        """Both token groups through every layer under the 3-block mask (no cache); returns
+        the final hidden states [prefix, suffix] before the output norms."""
+        b = prefix.shape[0]
+        suffix_blocks = self._suffix_blocks(b, prefix.device)
+        blocks = torch.cat([torch.full_like(prefix_valid, PREFIX, dtype=suffix_blocks.dtype), suffix_blocks], 1)
+        valid = torch.cat([prefix_valid, torch.ones_like(suffix_blocks, dtype=torch.bool)], 1)
+        positions = torch.cumsum(valid, 1) - 1
+        xs, _ = self._run([prefix, suffix], positions, self.block_mask(blocks, blocks, valid))
+        return xs
 
     def prefix_cache(self, prefix: torch.Tensor, prefix_valid: torch.Tensor):
         blocks = torch.zeros_like(prefix_valid, dtype=torch.long)
