@@ -47,7 +47,8 @@ class Pi0Config:
 
 
 PI0 = Pi0Config()
-# ~7M parameters at 64 px: REFERENCE.md measured ~0.65 s a training step (batch 32, 3 cameras).
+# 5.1M parameters; 8 px patches of 64 px images (64 tokens a camera). 16 px patches halved
+# the training step but leave a 4 x 4 grid per camera, too coarse to place a gripper.
 PI0_SMALL = Pi0Config(
     name="pi0-small", width=192, depth=6, mlp=768, heads=4, kv_heads=1, head_dim=48,
     expert_width=96, expert_mlp=384, vocab_size=260, max_prompt_tokens=48,
