@@ -1,6 +1,6 @@
 """One training pipeline for every learnable policy.
 
-AdamW with linear warm-up then cosine decay, gradient clipping, an EMA of the weights (what
+Each batch draws its windows from the datasets in equal shares (one dataset per task). AdamW with linear warm-up then cosine decay, gradient clipping, an EMA of the weights (what
 gets evaluated), z-score normalisation from the datasets' statistics (stored in the
 checkpoint, per robot), periodic atomic checkpoints, and resume: rerunning the same command
 continues from the last checkpoint with the same batches it would have drawn. Batches are a
@@ -58,8 +58,13 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def batch_indices(seed: int, step: int, size: int, total: int) -> np.ndarray:
-    return np.random.default_rng([seed, step]).integers(0, total, size)
+def batch_indices(seed: int, step: int, size: int, lengths: list[int]) -> np.ndarray:
+    """Global window indices of one batch: each window's dataset is drawn uniformly (so a task
+    with short or few episodes is not drowned out), then a window within it."""
+    rng = np.random.default_rng([seed, step])
+    which = rng.integers(0, len(lengths), size)
+    offsets = np.cumsum([0] + list(lengths))[:-1]
+    return offsets[which] + (rng.random(size) * np.asarray(lengths)[which]).astype(np.int64)
 
 
 class _Data:
@@ -139,7 +144,7 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
             started = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config)
-            idx = batch_indices(config.seed, step, config.batch_size, len(data))
+            idx = batch_indices(config.seed, step, config.batch_size, [len(d) for d in data.sets])
             batch = recipe.collate([data[int(i)] for i in idx], normalizers)
             torch.manual_seed(config.seed * 1_000_003 + step)
             loss = recipe.loss(model, batch)

@@ -196,3 +196,13 @@ def test_pi0_runs_in_the_evaluation_loop(tmp_path, monkeypatch):
         make_policy("pi0", towel, str(tmp_path / "ckpt"))
     env.close()
     towel.close()
+
+
+def test_batches_draw_each_dataset_equally_and_depend_only_on_seed_and_step():
+    from pi0bench.train import batch_indices
+
+    idx = batch_indices(0, 5, 4000, [1000, 10])
+    small = (idx >= 1000).mean()
+    assert 0.45 < small < 0.55 and idx.max() < 1010
+    np.testing.assert_array_equal(idx, batch_indices(0, 5, 4000, [1000, 10]))
+    assert not np.array_equal(idx, batch_indices(0, 6, 4000, [1000, 10]))
