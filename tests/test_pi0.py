@@ -206,3 +206,25 @@ def test_batches_draw_each_dataset_equally_and_depend_only_on_seed_and_step():
     assert 0.45 < small < 0.55 and idx.max() < 1010
     np.testing.assert_array_equal(idx, batch_indices(0, 5, 4000, [1000, 10]))
     assert not np.array_equal(idx, batch_indices(0, 6, 4000, [1000, 10]))
+
+
+def test_tokenizers_work_offline(tmp_path):
+    import sentencepiece
+
+    from pi0bench.policies.pi0.tokenizer import BOS, EOS, ByteTokenizer, SentencePieceTokenizer, pad_tokens
+
+    ids = ByteTokenizer().encode("Fold the towel")
+    assert ids[0] == BOS and ids[-1] == EOS and len(ids) == len("fold the towel") + 2
+    tokens, mask = pad_tokens(ids, 8)
+    assert tokens.shape == (8,) and mask.all()
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["fold the towel", "replace the paper towel roll",
+                                 "put the items in the drawer and close it"] * 50))
+    sentencepiece.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "tokenizer"),
+                                             vocab_size=28, bos_id=2, eos_id=1, pad_id=0, unk_id=3)
+    sp = SentencePieceTokenizer(tmp_path)
+    encoded = sp.encode("Fold the towel")
+    assert encoded[0] == 2 and len(encoded) > 2 and max(encoded) < sp.vocab_size
+    with pytest.raises(UserError, match="no tokenizer.model"):
+        SentencePieceTokenizer(tmp_path / "nowhere")
