@@ -43,8 +43,9 @@ class DemoConfig:
             raise UserError(f"--image-size must be at least 16 (got {self.image_size})")
         if self.noise < 0:
             raise UserError(f"--noise must be >= 0 (got {self.noise})")
-        if (Path(self.out) / "meta" / "info.json").exists():
-            raise UserError(f"{self.out} already holds a dataset; choose another --out")
+        out = Path(self.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"{out} already exists and is not empty; choose another --out")
 
 
 def record_episode(env: TaskEnv, expert, seed: int, noise: float) -> tuple[dict, bool]:

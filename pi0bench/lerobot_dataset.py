@@ -16,6 +16,7 @@ at most 1000 episodes (one chunk, one file per stream), plenty for CPU-sized tra
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +69,13 @@ class LeRobotWriter:
         self._episodes.append(_Episode(frames, states, actions, task))
 
     def close(self) -> None:
+        """Write everything into a hidden folder, then rename it: a killed write never leaves
+        a dataset that looks complete."""
         if not self._episodes:
             raise UserError("no successful episode to write: nothing was recorded")
-        root = Path(self.root)
+        final = Path(self.root)
+        root = final.with_name(f".{final.name}.tmp")
+        shutil.rmtree(root, ignore_errors=True)
         (root / "meta/episodes/chunk-000").mkdir(parents=True, exist_ok=True)
         (root / "data/chunk-000").mkdir(parents=True, exist_ok=True)
         tasks = sorted({e.task for e in self._episodes})
@@ -101,6 +106,9 @@ class LeRobotWriter:
         stats = self._stats(frames)
         (root / "meta/stats.json").write_text(json.dumps(stats, indent=2))
         (root / "meta/info.json").write_text(json.dumps(self._info(len(frames), len(tasks)), indent=2))
+        if final.exists():
+            final.rmdir()  # an empty folder the user made for it; anything else is refused earlier
+        root.rename(final)
 
     def _episode_row(self, index: int, episode: _Episode, start: int) -> dict:
         n = len(episode.actions)
