@@ -138,6 +138,19 @@ def train_(
     out.print(f"checkpoint: {final}")
 
 
+@app.command("export")
+def export_(
+    run_dir: Path = typer.Argument(..., help="a `pi0bench train` run directory"),
+    target: Path = typer.Argument(..., help="checkpoint directory to write (EMA weights, fp16)"),
+) -> None:
+    """Write a run's evaluation weights as a small fp16 checkpoint (for committing or sharing)."""
+    from pi0bench.train import export
+
+    export(run_dir, target)
+    size = sum(f.stat().st_size for f in target.iterdir()) / 1e6
+    out.print(f"{target}: {size:.1f} MB")
+
+
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:
     if cameras is None or not cameras.strip():
         return None
