@@ -228,3 +228,19 @@ def test_tokenizers_work_offline(tmp_path):
     assert encoded[0] == 2 and len(encoded) > 2 and max(encoded) < sp.vocab_size
     with pytest.raises(UserError, match="no tokenizer.model"):
         SentencePieceTokenizer(tmp_path / "nowhere")
+
+
+def test_committed_pi0_small_checkpoint_is_the_default_and_acts():
+    from pi0bench.envs.task_env import TaskEnv
+    from pi0bench.policies.pi0.policy import DEFAULT_CHECKPOINT, make_pi0
+
+    assert sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir()) <= 25e6
+    config = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    assert set(config["normalizers"]) == {"franka", "aloha"} and config["model"]["name"] == "pi0-small"
+    env = TaskEnv("towel_fold", image_size=64)
+    policy = make_pi0(env)
+    obs, _ = env.reset(seed=0)
+    policy.reset("towel_fold", 0)
+    chunk = policy.act(obs)
+    assert chunk.shape == (50, 14) and np.isfinite(chunk).all()
+    env.close()
