@@ -8,7 +8,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -18,16 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pi0bench.errors import UserError
-
-RECIPES = {"pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe"}
-
-
-def recipe_class(policy: str):
-    if policy not in RECIPES:
-        raise UserError(f"{policy!r} is not a trainable policy; choose from: {', '.join(sorted(RECIPES))}")
-    module, attr = RECIPES[policy].split(":")
-    return getattr(importlib.import_module(module), attr)
-
+from pi0bench.registry import recipe_class
 
 def save(directory: Path, config: dict, weights: dict[str, torch.Tensor],
          train_state: tuple[dict[str, torch.Tensor], dict] | None = None,

@@ -23,8 +23,9 @@ POLICIES: dict[str, tuple[str, str]] = {
     "pi0": ("pi0bench.policies.pi0.policy:make_pi0",
             "π0 flow-matching VLA (default checkpoint results/checkpoints/pi0-small; --checkpoint DIR)"),
 }
-# Policies that load weights and so take --checkpoint.
-TAKES_CHECKPOINT = {"pi0"}
+# Trainable policies -> the recipe the training pipeline builds, batches and scores them with.
+# They load weights, so they (and only they) take --checkpoint.
+RECIPES: dict[str, str] = {"pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe"}
 
 
 def _load(target: str) -> Any:
@@ -53,12 +54,18 @@ def describe_policy(name: str) -> str:
 
 
 def check_checkpoint(name: str, checkpoint: str | None) -> None:
-    if checkpoint and check_policy(name) not in TAKES_CHECKPOINT:
-        raise UserError(f"policy {name!r} takes no --checkpoint; only {', '.join(sorted(TAKES_CHECKPOINT))} do")
+    if checkpoint and check_policy(name) not in RECIPES:
+        raise UserError(f"policy {name!r} takes no --checkpoint; only {', '.join(sorted(RECIPES))} do")
 
 
 def make_policy(name: str, env, checkpoint: str | None = None):
     """Build a policy for `env` (its action space, robot and task are what factories need)."""
     check_checkpoint(name, checkpoint)
     factory = _load(POLICIES[check_policy(name)][0])
-    return factory(env, checkpoint) if name in TAKES_CHECKPOINT else factory(env)
+    return factory(env, checkpoint) if name in RECIPES else factory(env)
+
+
+def recipe_class(policy: str):
+    if policy not in RECIPES:
+        raise UserError(f"{policy!r} is not a trainable policy; choose from: {', '.join(sorted(RECIPES))}")
+    return _load(RECIPES[policy])

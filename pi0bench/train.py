@@ -28,6 +28,7 @@ from pi0bench import checkpoint
 from pi0bench.errors import UserError
 from pi0bench.lerobot_dataset import DemoDataset
 from pi0bench.normalize import Normalizer, merge_stats
+from pi0bench.registry import recipe_class
 
 
 @dataclass
@@ -95,7 +96,7 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
     """Train (or resume) and return the directory of the final checkpoint."""
     console = console or Console(stderr=True)
     out = Path(config.out)
-    recipe_cls = checkpoint.recipe_class(config.policy)
+    recipe_cls = recipe_class(config.policy)
     state_path = out / "checkpoints" / "last"
     resume = (state_path / "train_state.json").is_file()
     if resume:

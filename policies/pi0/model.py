@@ -146,10 +146,15 @@ class Pi0Model(nn.Module):
         """[B, Lq, Lk]: a query may attend to a valid key of its own block or an earlier one."""
         return (blocks_k[:, None, :] <= blocks_q[:, :, None]) & valid_k[:, None, :]
 
-    def _suffix_blocks(self, batch: int, device) -> torch.Tensor:
-        blocks = torch.full((batch, 1 + self.cfg.horizon), ACTIONS, device=device)
-        blocks[:, 0] = STATE
-        return blocks
+    def _token_layout(self, prefix_valid: torch.Tensor):
+        """Attention block, validity and rotary position of every token of
+        [prefix; state; H actions]."""
+        (b, n), device = prefix_valid.shape, prefix_valid.device
+        blocks = torch.full((b, n + 1 + self.cfg.horizon), ACTIONS, device=device)
+        blocks[:, :n] = PREFIX
+        blocks[:, n] = STATE
+        valid = torch.cat([prefix_valid, torch.ones((b, 1 + self.cfg.horizon), dtype=torch.bool, device=device)], 1)
+        return blocks, valid, torch.cumsum(valid, 1) - 1
 
     def _run(self, xs, positions, mask, cache=None):
         cos, sin = self.rotary(xs[0] if xs[0] is not None else xs[1], positions)
@@ -163,20 +168,14 @@ class Pi0Model(nn.Module):
                  noisy_actions: torch.Tensor, t: torch.Tensor, cache=None) -> torch.Tensor:
         """Predicted flow u = ε − A for the noisy actions at time t. With `cache` (the
         prefix's keys and values from `prefix_cache`) the prefix is not run again."""
-        b = state.shape[0]
         suffix = self.embed_suffix(state, noisy_actions, t)
-        suffix_blocks = self._suffix_blocks(b, state.device)
-        suffix_valid = torch.ones_like(suffix_blocks, dtype=torch.bool)
-        prefix_len = prefix_valid.sum(1, keepdim=True)
-        suffix_positions = prefix_len + torch.arange(suffix.shape[1], device=state.device)[None]
-        prefix_blocks = torch.full_like(prefix_valid, PREFIX, dtype=suffix_blocks.dtype)
         if cache is None:
             xs = self.forward_tokens(prefix, prefix_valid, suffix)
         else:
-            keys_blocks = torch.cat([prefix_blocks, suffix_blocks], 1)
-            keys_valid = torch.cat([prefix_valid, suffix_valid], 1)
-            mask = self.block_mask(suffix_blocks, keys_blocks, keys_valid)
-            xs, _ = self._run([None, suffix], suffix_positions, mask, cache)
+            blocks, valid, positions = self._token_layout(prefix_valid)
+            n = prefix_valid.shape[1]
+            mask = self.block_mask(blocks[:, n:], blocks, valid)
+            xs, _ = self._run([None, suffix], positions[:, n:], mask, cache)
         actions_out = self.norms[1](xs[1][:, 1:])
         return self.action_out_proj(actions_out)
 
@@ -184,18 +183,15 @@ class Pi0Model(nn.Module):
                        suffix: torch.Tensor) -> list[torch.Tensor]:
         """Both token groups through every layer under the 3-block mask (no cache); returns
         the final hidden states [prefix, suffix] before the output norms."""
-        b = prefix.shape[0]
-        suffix_blocks = self._suffix_blocks(b, prefix.device)
-        blocks = torch.cat([torch.full_like(prefix_valid, PREFIX, dtype=suffix_blocks.dtype), suffix_blocks], 1)
-        valid = torch.cat([prefix_valid, torch.ones_like(suffix_blocks, dtype=torch.bool)], 1)
-        positions = torch.cumsum(valid, 1) - 1
+        blocks, valid, positions = self._token_layout(prefix_valid)
         xs, _ = self._run([prefix, suffix], positions, self.block_mask(blocks, blocks, valid))
         return xs
 
     def prefix_cache(self, prefix: torch.Tensor, prefix_valid: torch.Tensor):
-        blocks = torch.zeros_like(prefix_valid, dtype=torch.long)
-        positions = torch.cumsum(prefix_valid, 1) - 1
-        _, cache = self._run([prefix, None], positions, self.block_mask(blocks, blocks, prefix_valid))
+        """Every layer's keys and values of the prefix, which sampling steps reuse."""
+        n = prefix_valid.shape[1]
+        blocks, valid, positions = (x[:, :n] for x in self._token_layout(prefix_valid))
+        _, cache = self._run([prefix, None], positions, self.block_mask(blocks, blocks, valid))
         return cache
 
     # -- training and sampling ---------------------------------------------------------
