@@ -42,3 +42,26 @@ def evaluate_cell(policy: str, task: str, episodes: int, out: Path, workers: int
                         out=out, cameras=())
     (cell,) = evaluate(config)["cells"]
     return cell
+
+
+def expert_infos(env, seed: int, steps: int | None = None):
+    """Play the scripted expert from a seeded reset, yielding each step's info until the
+    episode ends (or `steps` steps have run)."""
+    from pi0bench.registry import make_policy
+
+    env.reset(seed=seed)
+    policy = make_policy("scripted", env)
+    policy.reset(env.task.name, seed)
+    for _ in range(steps or env.max_steps):
+        _, terminated, truncated, info = env.advance(policy.act({})[0])
+        yield info
+        if terminated or truncated:
+            return
+
+
+def run_expert(env, seed: int, steps: int | None = None) -> dict:
+    """The last step's info of an expert episode (see `expert_infos`)."""
+    info: dict = {}
+    for info in expert_infos(env, seed, steps):
+        pass
+    return info

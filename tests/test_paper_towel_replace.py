@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import evaluate_cell
+from conftest import evaluate_cell, expert_infos, run_expert
 
 from pi0bench.tasks import paper_towel_replace as ptr
 from pi0bench.tasks.paper_towel_replace import BASE_HEIGHT, NEW, OLD, ROLL_HEIGHT, SPINDLE_TOP
@@ -103,34 +103,12 @@ def test_roll_lifted_without_a_gripper_is_not_grasped(env):
     assert not stages["grasp_old"] and not stages["grasp_new"]
 
 
-def run_expert(env, seed: int, steps: int | None = None) -> dict:
-    from pi0bench.registry import make_policy
-
-    env.reset(seed=seed)
-    policy = make_policy("scripted", env)
-    policy.reset("paper_towel_replace", seed)
-    info = {}
-    for _ in range(steps or env.max_steps):
-        _, terminated, truncated, info = env.advance(policy.act({})[0])
-        if terminated or truncated:
-            break
-    return info
-
-
 def test_expert_grasps_each_roll_on_the_way(env):
     stages_seen = set()
-    from pi0bench.registry import make_policy
-
-    env.reset(seed=3)
-    policy = make_policy("scripted", env)
-    policy.reset("paper_towel_replace", 3)
-    for _ in range(env.max_steps):
-        _, terminated, truncated, info = env.advance(policy.act({})[0])
+    for info in expert_infos(env, seed=3):
         stages_seen |= {name for name, done in info["stages"].items() if done}
         if env.task.held(env.model, env.data, NEW):
             assert info["stages"]["grasp_old"] and info["stages"]["remove_old"]
-        if terminated or truncated:
-            break
     assert stages_seen == {"grasp_old", "remove_old", "grasp_new", "place_new"}
 
 

@@ -3,7 +3,7 @@ pinch grasp, determinism, and the floor policies scoring nothing."""
 
 import numpy as np
 import pytest
-from conftest import evaluate_cell
+from conftest import evaluate_cell, run_expert
 
 from pi0bench.envs.cloth_shape import measure
 from pi0bench.tasks import towel_fold
@@ -215,19 +215,6 @@ def test_jaw_closing_beside_the_cloth_holds_nothing(towel_env):
 
 
 # -- the expert, determinism and the floor --------------------------------------------------
-def run_expert(env, seed: int, steps: int | None = None):
-    from pi0bench.registry import make_policy
-
-    obs, info = env.reset(seed=seed)
-    policy = make_policy("scripted", env)
-    policy.reset("towel_fold", seed)
-    for _ in range(steps or env.max_steps):
-        _, terminated, truncated, info = env.advance(policy.act(obs)[0])
-        if terminated or truncated:
-            break
-    return info
-
-
 def test_expert_folds_the_towel(tmp_path):
     cell = evaluate_cell("scripted", "towel_fold", 4, tmp_path / "scripted")
     assert cell["successes"] >= 3
