@@ -33,14 +33,14 @@ class Normalizer:
         return x * np.maximum(self.action_std, 1e-6) + self.action_mean
 
 
-def merge_stats(parts: list[tuple[dict, dict]]) -> dict:
-    """Combine (stats.json, robot info) of several datasets of one robot into one Normalizer
-    dict: count-weighted means and pooled standard deviations."""
+def merge_stats(stats: list[dict]) -> dict:
+    """Combine the stats.json of several datasets of one robot into one Normalizer dict:
+    count-weighted means and pooled standard deviations."""
     out = {}
     for key, prefix in (("observation.state", "state"), ("action", "action")):
-        counts = np.array([s[key]["count"][0] for s, _ in parts], np.float64)
-        means = np.array([s[key]["mean"] for s, _ in parts])
-        stds = np.array([s[key]["std"] for s, _ in parts])
+        counts = np.array([s[key]["count"][0] for s in stats], np.float64)
+        means = np.array([s[key]["mean"] for s in stats])
+        stds = np.array([s[key]["std"] for s in stats])
         mean = (counts[:, None] * means).sum(0) / counts.sum()
         second = (counts[:, None] * (stds**2 + means**2)).sum(0) / counts.sum()
         out[f"{prefix}_mean"] = mean.tolist()

@@ -79,8 +79,8 @@ class _Data:
         self.offsets = np.cumsum([0] + [len(d) for d in self.sets])
         by_robot: dict[str, list] = {}
         for d, robot in zip(self.sets, self.robots):
-            by_robot.setdefault(robot, []).append((d.stats, d.info))
-        self.normalizers = {robot: merge_stats(parts) for robot, parts in by_robot.items()}
+            by_robot.setdefault(robot, []).append(d.stats)
+        self.normalizers = {robot: merge_stats(stats) for robot, stats in by_robot.items()}
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
