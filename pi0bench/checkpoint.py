@@ -71,7 +71,7 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
 def load_policy_model(directory: Path):
     """(recipe, model in eval mode, config dict) from a checkpoint directory."""
     config = read_config(directory)
-    recipe = recipe_class(config.get("policy", "?")).from_dict(config["model"])
+    recipe = recipe_class(config.get("policy", "?")).from_dict(config["model"], Path(directory))
     model = recipe.build()
     load_weights(model, Path(directory) / "model.safetensors")
     return recipe, model.eval(), config

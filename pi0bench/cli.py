@@ -151,6 +151,21 @@ def export_(
     out.print(f"{target}: {size:.1f} MB")
 
 
+@app.command("convert-pi0")
+def convert_pi0(
+    source: Path = typer.Argument(..., help="directory with published PyTorch π0 weights (model.safetensors)"),
+    target: Path = typer.Argument(..., help="pi0bench checkpoint directory to write"),
+    data: list[Path] = typer.Option(..., help="dataset(s) whose robots the checkpoint will drive (normalisation)"),
+    model: str = typer.Option("pi0", help="config name (pi0, pi0-small) or a Pi0Config JSON file"),
+    tokenizer: Optional[Path] = typer.Option(None, help="directory with PaliGemma's tokenizer.model (default: SOURCE)"),
+) -> None:
+    """Turn full-size π0 weights (openpi PyTorch / LeRobot layout) into a checkpoint `eval` loads."""
+    from pi0bench.policies.pi0.published import convert, model_config
+
+    convert(source, target, model_config(model), list(data), tokenizer)
+    out.print(f"checkpoint: {target}")
+
+
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:
     if cameras is None or not cameras.strip():
         return None

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from pi0bench.errors import UserError
+from pi0bench.normalize import merge_stats
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -198,15 +199,7 @@ class DemoDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: Path | str, chunk: int = 50):
         self.root = Path(root)
-        info_path = self.root / "meta/info.json"
-        if not info_path.exists():
-            raise UserError(f"{self.root} is not a dataset: meta/info.json is missing "
-                            "(record one with `pi0bench demos`)")
-        self.info = json.loads(info_path.read_text())
-        if self.info.get("codebase_version") != CODEBASE_VERSION:
-            raise UserError(f"{self.root}: expected a LeRobot {CODEBASE_VERSION} dataset, "
-                            f"found {self.info.get('codebase_version')!r}")
-        self.stats = json.loads((self.root / "meta/stats.json").read_text())
+        self.info, self.stats = read_meta(self.root)
         self.chunk = chunk
         frames = pd.read_parquet(self.root / DATA_FILE)
         self.states = np.stack(frames["observation.state"].to_numpy()).astype(np.float32)
@@ -236,6 +229,28 @@ class DemoDataset(torch.utils.data.Dataset):
             "action": torch.from_numpy(self.actions[rows]),
             "action_is_pad": torch.from_numpy(pad),
         }
+
+
+def read_meta(root: Path) -> tuple[dict, dict]:
+    """A dataset's info.json and stats.json, after checking it is one this project reads."""
+    info_path = Path(root) / "meta/info.json"
+    if not info_path.exists():
+        raise UserError(f"{root} is not a dataset: meta/info.json is missing "
+                        "(record one with `pi0bench demos`)")
+    info = json.loads(info_path.read_text())
+    if info.get("codebase_version") != CODEBASE_VERSION:
+        raise UserError(f"{root}: expected a LeRobot {CODEBASE_VERSION} dataset, "
+                        f"found {info.get('codebase_version')!r}")
+    return info, json.loads((Path(root) / "meta/stats.json").read_text())
+
+
+def robot_normalizers(roots: list[Path]) -> dict[str, dict]:
+    """Normaliser dicts per robot type, pooled over every dataset of that robot."""
+    by_robot: dict[str, list] = {}
+    for root in roots:
+        info, stats = read_meta(root)
+        by_robot.setdefault(info["robot_type"], []).append(stats)
+    return {robot: merge_stats(stats) for robot, stats in by_robot.items()}
 
 
 def _read_video(path: Path, expected_frames: int) -> np.ndarray:

@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 
 from pi0bench import checkpoint
 from pi0bench.errors import UserError
-from pi0bench.lerobot_dataset import DemoDataset
-from pi0bench.normalize import Normalizer, merge_stats
+from pi0bench.lerobot_dataset import DemoDataset, robot_normalizers
+from pi0bench.normalize import Normalizer
 from pi0bench.registry import recipe_class
 
 
@@ -77,10 +77,7 @@ class _Data:
         self.sets = [DemoDataset(root, chunk=chunk) for root in roots]
         self.robots = [d.info["robot_type"] for d in self.sets]
         self.offsets = np.cumsum([0] + [len(d) for d in self.sets])
-        by_robot: dict[str, list] = {}
-        for d, robot in zip(self.sets, self.robots):
-            by_robot.setdefault(robot, []).append(d.stats)
-        self.normalizers = {robot: merge_stats(stats) for robot, stats in by_robot.items()}
+        self.normalizers = robot_normalizers(roots)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

@@ -34,6 +34,7 @@ class Pi0Config:
     max_prompt_tokens: int = 48
     action_dim: int = 32  # state and actions are zero-padded to this many dims
     horizon: int = 50
+    tokenizer: str = "sentencepiece"  # PaliGemma's tokenizer.model, kept beside the weights; or "bytes"
     vision: VisionConfig = field(default_factory=VisionConfig)
 
     def to_dict(self) -> dict:
@@ -43,6 +44,7 @@ class Pi0Config:
     def from_dict(cls, data: dict) -> Pi0Config:
         data = dict(data)
         data["vision"] = VisionConfig(**data["vision"])
+        data.setdefault("tokenizer", "bytes")  # checkpoints written before the field existed
         return cls(**data)
 
 
@@ -51,7 +53,7 @@ PI0 = Pi0Config()
 # the training step but leave a 4 x 4 grid per camera, too coarse to place a gripper.
 PI0_SMALL = Pi0Config(
     name="pi0-small", width=192, depth=6, mlp=768, heads=4, kv_heads=1, head_dim=48,
-    expert_width=96, expert_mlp=384, vocab_size=260, max_prompt_tokens=48,
+    expert_width=96, expert_mlp=384, vocab_size=260, max_prompt_tokens=48, tokenizer="bytes",
     vision=VisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                         num_attention_heads=4, patch_size=8, image_size=64),
 )

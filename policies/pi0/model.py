@@ -107,7 +107,7 @@ class Pi0Model(nn.Module):
         self.vision_tower = SiglipVisionModel(SiglipVisionConfig(
             hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
             num_hidden_layers=v.num_hidden_layers, num_attention_heads=v.num_attention_heads,
-            patch_size=v.patch_size, image_size=v.image_size))
+            patch_size=v.patch_size, image_size=v.image_size, vision_use_head=False))
         self.multi_modal_projector = nn.Linear(v.hidden_size, cfg.width)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.width)
         self.layers = nn.ModuleList([JointLayer(cfg, vlm, expert) for _ in range(cfg.depth)])

@@ -3,31 +3,41 @@ dataset windows into a batch, and its loss."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from pi0bench.errors import UserError
 from pi0bench.policies.pi0.config import CONFIGS, Pi0Config
 from pi0bench.normalize import Normalizer
 from pi0bench.policies.pi0.inputs import example, pad_vector
 from pi0bench.policies.pi0.model import Pi0Model
-from pi0bench.policies.pi0.tokenizer import ByteTokenizer
+from pi0bench.policies.pi0.tokenizer import ByteTokenizer, SentencePieceTokenizer
 
 
 class Pi0Recipe:
     name = "pi0"
     default_config = "pi0-small"
 
-    def __init__(self, config: Pi0Config):
+    def __init__(self, config: Pi0Config, directory: Path | None = None):
+        """`directory` holds the tokenizer.model of a sentencepiece config (its checkpoint)."""
         self.config = config
-        self.tokenizer = ByteTokenizer()
+        if config.tokenizer == "bytes":
+            self.tokenizer = ByteTokenizer()
+        elif directory is None:
+            raise UserError(f"{config.name} needs PaliGemma's tokenizer.model; convert its weights "
+                            "with `pi0bench convert-pi0`, which puts the tokenizer beside them")
+        else:
+            self.tokenizer = SentencePieceTokenizer(directory)
 
     @classmethod
     def from_name(cls, name: str) -> Pi0Recipe:
         return cls(CONFIGS[name])
 
     @classmethod
-    def from_dict(cls, data: dict) -> Pi0Recipe:
-        return cls(Pi0Config.from_dict(data))
+    def from_dict(cls, data: dict, directory: Path | None = None) -> Pi0Recipe:
+        return cls(Pi0Config.from_dict(data), directory)
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
