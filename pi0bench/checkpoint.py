@@ -8,6 +8,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -75,3 +76,20 @@ def load_policy_model(directory: Path):
     model = recipe.build()
     load_weights(model, Path(directory) / "model.safetensors")
     return recipe, model.eval(), config
+
+
+def load_for_env(directory: Path, env, policy: str):
+    """(recipe, model, normalizer, metadata) of a checkpoint that must drive `env`'s robot:
+    a checkpoint of another policy, or trained on another robot, is one clear error."""
+    from pi0bench.normalize import Normalizer
+
+    recipe, model, config = load_policy_model(directory)
+    if config.get("policy") != policy:
+        raise UserError(f"{directory} is a {config.get('policy')!r} checkpoint, not a {policy!r} one")
+    robot = env.robot.name
+    if robot not in config["normalizers"]:
+        raise UserError(f"checkpoint {directory} was trained on {', '.join(config['normalizers']) or 'no robot'}, "
+                        f"not on the {robot} robot of this task")
+    digest = hashlib.sha256((Path(directory) / "model.safetensors").read_bytes()).hexdigest()[:12]
+    metadata = {"name": policy, "version": recipe.config.name, "checkpoint": digest}
+    return recipe, model, Normalizer.from_dict(config["normalizers"][robot]), metadata

@@ -64,7 +64,9 @@ def eval_(
                    "nothing, for privileged-state policies such as scripted"),
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
     overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
-    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0)"),
+    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0, act, dp)"),
+    policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
+                                                  "(act: temporal_ensemble=0.01; dp: inference_steps=16)"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.evaluate import EvalConfig, evaluate
@@ -75,6 +77,7 @@ def eval_(
         videos=videos, execute_steps=execute_steps, image_size=image_size,
         cameras=_camera_list(cameras),
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
+        policy_args=_policy_args(policy_arg),
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))
@@ -117,20 +120,22 @@ def demos(
 
 @app.command("train")
 def train_(
-    policy: str = typer.Option(..., help="trainable policy (pi0)"),
+    policy: str = typer.Option(..., help="trainable policy (pi0, act, dp)"),
     data: list[Path] = typer.Option(..., help="dataset directory from `pi0bench demos`; repeat for several tasks"),
     out_dir: Path = typer.Option(..., "--out", help="run directory; rerunning the same command resumes it"),
-    model: Optional[str] = typer.Option(None, help="model size (pi0: pi0-small or pi0)"),
+    model: Optional[str] = typer.Option(None, help="model size: pi0-small|pi0, act-small|act, dp-small|dp "
+                                                   "(default: the small one)"),
     steps: int = typer.Option(2000, help="optimizer steps"),
     batch_size: int = typer.Option(32, help="windows per step"),
-    lr: float = typer.Option(3e-4, help="peak learning rate (warm-up then cosine decay)"),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate, warm-up then cosine decay "
+                                                  "(default: the model config's)"),
     seed: int = typer.Option(0, help="seed of the initial weights and of every batch"),
     checkpoint_every: int = typer.Option(200, help="steps between checkpoints"),
 ) -> None:
     """Train a policy on demonstrations; writes checkpoints, losses.csv and loss.png."""
     from pi0bench.train import TrainConfig, train
 
-    if steps < 1 or batch_size < 1 or lr <= 0:
+    if steps < 1 or batch_size < 1 or (lr is not None and lr <= 0):
         raise UserError("--steps and --batch-size must be at least 1 and --lr positive")
     config = TrainConfig(policy=policy, data=list(data), out=out_dir, model=model, steps=steps,
                          batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every)
@@ -164,6 +169,24 @@ def convert_pi0(
 
     convert(source, target, model_config(model), list(data), tokenizer)
     out.print(f"checkpoint: {target}")
+
+
+def _policy_args(items: list[str]) -> tuple[tuple[str, object], ...]:
+    """NAME=VALUE strings -> (name, value) pairs; values are read as JSON when they parse
+    (numbers, true/false), else kept as text."""
+    import json
+
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--policy-arg {item!r} is not NAME=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        pairs.append((name.strip(), value))
+    return tuple(pairs)
 
 
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from pi0bench.errors import UserError
-from pi0bench.registry import check_checkpoint, check_policy, check_task, make_task
+from pi0bench.registry import check_checkpoint, check_policy, check_policy_args, check_task, make_task
 from pi0bench.store import RunStore, default_run_dir
 from pi0bench.workers import EpisodeJob, run_episodes
 
@@ -30,11 +31,13 @@ class EvalConfig:
     timeout_s: float | None = 30.0
     overwrite: bool = False
     checkpoint: str | None = None
+    policy_args: tuple[tuple[str, Any], ...] = ()  # keyword options of the policy's factory
 
     def validate(self) -> None:
         check_policy(self.policy)
         check_task(self.task)
         check_checkpoint(self.policy, self.checkpoint)
+        check_policy_args(self.policy, dict(self.policy_args))
         for name, value, low in (("--episodes", self.episodes, 1), ("--workers", self.workers, 1),
                                  ("--image-size", self.image_size, 16), ("--videos", self.videos, 0)):
             if value < low:
@@ -55,7 +58,8 @@ class EvalConfig:
                 "seed": self.seed, "workers": self.workers, "execute_steps": self.execute_steps,
                 "image_size": self.image_size,
                 "cameras": list(self.cameras) if self.cameras else None,
-                "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint}
+                "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
+                "policy_args": dict(self.policy_args) or None}
 
 
 def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
@@ -76,7 +80,7 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
                      cameras=config.cameras, image_size=config.image_size,
                      execute_steps=config.execute_steps, timeout_s=config.timeout_s,
                      videos=config.videos, video_dir=str(store.dir / "videos"),
-                     checkpoint=config.checkpoint)
+                     checkpoint=config.checkpoint, policy_args=config.policy_args)
     successes = {"n": 0, "done": 0}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),

@@ -194,13 +194,15 @@ class DemoDataset(torch.utils.data.Dataset):
     Item t of an episode: that frame's images (uint8 HxWx3 per camera) and state, the episode's
     task string, and the next `chunk` actions starting at t; past the episode's end the last
     action repeats and `action_is_pad` marks those rows (as LeRobot's delta timestamps do).
+    With `history` > 1 each camera's images are [history, H, W, 3] and the state is
+    [history, S]: frames t−history+1 … t, the episode's first frame repeated before its start.
     Videos are decoded once into memory.
     """
 
-    def __init__(self, root: Path | str, chunk: int = 50):
+    def __init__(self, root: Path | str, chunk: int = 50, history: int = 1):
         self.root = Path(root)
         self.info, self.stats = read_meta(self.root)
-        self.chunk = chunk
+        self.chunk, self.history = chunk, history
         frames = pd.read_parquet(self.root / DATA_FILE)
         self.states = np.stack(frames["observation.state"].to_numpy()).astype(np.float32)
         self.actions = np.stack(frames["action"].to_numpy()).astype(np.float32)
@@ -209,6 +211,7 @@ class DemoDataset(torch.utils.data.Dataset):
         task_names = {int(i): str(t) for t, i in zip(tasks.index, tasks["task_index"])}
         self.prompts = [task_names[int(i)] for i in frames["task_index"].to_numpy()]
         episodes = pd.read_parquet(self.root / EPISODES_FILE)
+        self.episode_start = dict(zip(episodes["episode_index"], episodes["dataset_from_index"]))
         self.episode_end = dict(zip(episodes["episode_index"], episodes["dataset_to_index"]))
         self.cameras = [k.removeprefix("observation.images.") for k, f in self.info["features"].items()
                         if f["dtype"] == "video"]
@@ -218,13 +221,16 @@ class DemoDataset(torch.utils.data.Dataset):
         return len(self.actions)
 
     def __getitem__(self, index: int) -> dict:
-        end = self.episode_end[int(self.episode_index[index])]
+        episode = int(self.episode_index[index])
+        end = self.episode_end[episode]
         rows = np.arange(index, index + self.chunk)
         pad = rows >= end
         rows = np.minimum(rows, end - 1)
+        frames = index if self.history == 1 else np.maximum(
+            np.arange(index - self.history + 1, index + 1), self.episode_start[episode])
         return {
-            "images": {c: torch.from_numpy(self.images[c][index]) for c in self.cameras},
-            "state": torch.from_numpy(self.states[index]),
+            "images": {c: torch.from_numpy(self.images[c][frames]) for c in self.cameras},
+            "state": torch.from_numpy(self.states[frames]),
             "prompt": self.prompts[index],
             "action": torch.from_numpy(self.actions[rows]),
             "action_is_pad": torch.from_numpy(pad),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from pi0bench.errors import UserError
@@ -22,10 +23,20 @@ POLICIES: dict[str, tuple[str, str]] = {
     "hold": ("pi0bench.policies.simple:make_hold", "keeps the initial pose; a floor that must score 0"),
     "pi0": ("pi0bench.policies.pi0.policy:make_pi0",
             "π0 flow-matching VLA (default checkpoint results/checkpoints/pi0-small; --checkpoint DIR)"),
+    "act": ("pi0bench.policies.act.policy:make_act",
+            "ACT, CVAE + transformer chunking (default results/checkpoints/act-small-TASK; "
+            "--policy-arg temporal_ensemble=0.01)"),
+    "dp": ("pi0bench.policies.dp.policy:make_dp",
+           "Diffusion Policy, CNN U-Net + DDIM (default results/checkpoints/dp-small-TASK; "
+           "--policy-arg inference_steps=N)"),
 }
 # Trainable policies -> the recipe the training pipeline builds, batches and scores them with.
 # They load weights, so they (and only they) take --checkpoint.
-RECIPES: dict[str, str] = {"pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe"}
+RECIPES: dict[str, str] = {
+    "pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe",
+    "act": "pi0bench.policies.act.recipe:ActRecipe",
+    "dp": "pi0bench.policies.dp.recipe:DpRecipe",
+}
 
 
 def _load(target: str) -> Any:
@@ -58,11 +69,26 @@ def check_checkpoint(name: str, checkpoint: str | None) -> None:
         raise UserError(f"policy {name!r} takes no --checkpoint; only {', '.join(sorted(RECIPES))} do")
 
 
-def make_policy(name: str, env, checkpoint: str | None = None):
+def policy_options(name: str) -> list[str]:
+    """The keyword options a policy's factory takes beyond (env, checkpoint)."""
+    factory = _load(POLICIES[check_policy(name)][0])
+    return [p for p in inspect.signature(factory).parameters if p not in ("env", "checkpoint")]
+
+
+def check_policy_args(name: str, args: dict[str, Any]) -> None:
+    allowed = policy_options(name)
+    for key in args:
+        if key not in allowed:
+            choices = ", ".join(allowed) if allowed else "none"
+            raise UserError(f"policy {name!r} has no option {key!r}; its options: {choices}")
+
+
+def make_policy(name: str, env, checkpoint: str | None = None, args: dict[str, Any] | None = None):
     """Build a policy for `env` (its action space, robot and task are what factories need)."""
     check_checkpoint(name, checkpoint)
+    check_policy_args(name, args or {})
     factory = _load(POLICIES[check_policy(name)][0])
-    return factory(env, checkpoint) if name in RECIPES else factory(env)
+    return factory(env, checkpoint, **(args or {})) if name in RECIPES else factory(env, **(args or {}))
 
 
 def recipe_class(policy: str):

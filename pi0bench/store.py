@@ -22,7 +22,8 @@ import pandas as pd
 from pi0bench.errors import UserError
 
 # Config keys that decide what an episode is: a run directory only resumes with the same ones.
-IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras", "checkpoint")
+IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras", "checkpoint",
+                 "policy_args")
 PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas")
 
 

@@ -15,7 +15,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ class TrainConfig:
     model: str | None = None  # a named size of the policy (default: the recipe's)
     steps: int = 2000
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float | None = None  # peak learning rate (default: the model config's)
     warmup: int = 100
     weight_decay: float = 1e-4
     ema: float = 0.99
@@ -71,10 +71,10 @@ def batch_indices(seed: int, step: int, size: int, lengths: list[int]) -> np.nda
 class _Data:
     """Several datasets as one index space, each window tagged with its robot."""
 
-    def __init__(self, roots: list[Path], chunk: int):
+    def __init__(self, roots: list[Path], chunk: int, history: int = 1):
         if not roots:
             raise UserError("give at least one --data directory")
-        self.sets = [DemoDataset(root, chunk=chunk) for root in roots]
+        self.sets = [DemoDataset(root, chunk=chunk, history=history) for root in roots]
         self.robots = [d.info["robot_type"] for d in self.sets]
         self.offsets = np.cumsum([0] + [len(d) for d in self.sets])
         self.normalizers = robot_normalizers(roots)
@@ -100,9 +100,16 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
         saved = checkpoint.read_config(state_path)
         recipe = recipe_cls.from_dict(saved["model"])
     else:
-        recipe = recipe_cls.from_name(config.model or recipe_cls.default_config)
-    data = _Data([Path(p) for p in config.data], recipe.chunk)
+        name = config.model or recipe_cls.default_config
+        if name not in recipe_cls.configs:
+            raise UserError(f"unknown --model {name!r} for {config.policy}; choose from: {', '.join(recipe_cls.configs)}")
+        recipe = recipe_cls.from_name(name)
+    data = _Data([Path(p) for p in config.data], recipe.chunk, recipe.history)
+    if not resume:
+        recipe = recipe.for_datasets([d.info for d in data.sets])
     normalizers = {r: Normalizer.from_dict(d) for r, d in data.normalizers.items()}
+    if config.lr is None:
+        config = replace(config, lr=recipe.default_lr)
 
     torch.manual_seed(config.seed)
     model = recipe.build()
@@ -219,7 +226,7 @@ def _plot_losses(out: Path) -> None:
     ax.plot(steps, losses, alpha=0.3, label="loss")
     ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
     ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss")
+    ax.set_ylabel("training loss")
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pi0bench.rollout import EpisodeRecord, run_episode
 from pi0bench.store import episode_stem
@@ -32,6 +33,7 @@ class EpisodeJob:
     videos: int
     video_dir: str
     checkpoint: str | None = None
+    policy_args: tuple[tuple[str, Any], ...] = ()
 
 
 class EpisodeRunner:
@@ -43,7 +45,7 @@ class EpisodeRunner:
 
         self.job = job
         self.env = TaskEnv(job.task, cameras=job.cameras, image_size=job.image_size)
-        self.policy = make_policy(job.policy, self.env, job.checkpoint)
+        self.policy = make_policy(job.policy, self.env, job.checkpoint, dict(job.policy_args))
 
     def run(self, episode: int) -> EpisodeRecord:
         job = self.job

@@ -29,13 +29,16 @@ def test_tasks_and_policies_are_listed():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--policy", "nope", "--task", "drawer_tidy"], "unknown policy 'nope'; choose from: hold, pi0, random, scripted"),
+    (["--policy", "nope", "--task", "drawer_tidy"], "unknown policy 'nope'; choose from: act, dp, hold, pi0, random, scripted"),
     (["--policy", "hold", "--task", "nope"], "unknown task 'nope'; choose from: drawer_tidy, paper_towel_replace, towel_fold"),
     (["--policy", "hold", "--task", "towel_fold", "--cameras", "base"], "unknown camera 'base' for the aloha robot"),
     (["--policy", "scripted", "--task", "towel_fold", "--cameras", "none", "--videos", "1"],
      "--videos needs cameras"),
     (["--policy", "hold", "--task", "drawer_tidy", "--cameras", "top"], "unknown camera 'top'"),
     (["--policy", "hold", "--task", "drawer_tidy", "--episodes", "0"], "--episodes must be at least 1"),
+    (["--policy", "act", "--task", "drawer_tidy", "--policy-arg", "beam=3"],
+     "policy 'act' has no option 'beam'; its options: temporal_ensemble"),
+    (["--policy", "hold", "--task", "drawer_tidy", "--policy-arg", "x"], "--policy-arg 'x' is not NAME=VALUE"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, needle):
     result = _run("eval", *args, "--out", str(tmp_path / "run"))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_policy_model
+from pi0bench.checkpoint import load_for_env
 from pi0bench.errors import UserError
-from pi0bench.normalize import Normalizer
 from pi0bench.policies.pi0.inputs import example
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "results" / "checkpoints" / "pi0-small"
@@ -23,16 +21,9 @@ class Pi0Policy:
     from a generator seeded by the episode seed, so an episode replays exactly."""
 
     def __init__(self, env, checkpoint: Path):
-        self.recipe, self.model, config = load_policy_model(checkpoint)
-        robot = env.robot.name
-        if robot not in config["normalizers"]:
-            raise UserError(f"checkpoint {checkpoint} was trained on {', '.join(config['normalizers'])}, "
-                            f"not on the {robot} robot of this task")
-        self.normalizer = Normalizer.from_dict(config["normalizers"][robot])
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, "pi0")
         self.action_dim = env.robot.action_dim
         self.execute_steps = 25 if env.robot.control_hz >= 50 else 16
-        digest = hashlib.sha256((Path(checkpoint) / "model.safetensors").read_bytes()).hexdigest()[:12]
-        self.metadata = {"name": "pi0", "version": self.recipe.config.name, "checkpoint": digest}
         self._generator = torch.Generator().manual_seed(0)
 
     def reset(self, task: str, seed: int) -> None:

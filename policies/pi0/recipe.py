@@ -19,6 +19,9 @@ from pi0bench.policies.pi0.tokenizer import ByteTokenizer, SentencePieceTokenize
 class Pi0Recipe:
     name = "pi0"
     default_config = "pi0-small"
+    configs = CONFIGS
+    history = 1  # observation frames a window carries
+    default_lr = 3e-4
 
     def __init__(self, config: Pi0Config, directory: Path | None = None):
         """`directory` holds the tokenizer.model of a sentencepiece config (its checkpoint)."""
@@ -38,6 +41,10 @@ class Pi0Recipe:
     @classmethod
     def from_dict(cls, data: dict, directory: Path | None = None) -> Pi0Recipe:
         return cls(Pi0Config.from_dict(data), directory)
+
+    def for_datasets(self, infos: list[dict]) -> Pi0Recipe:
+        """π0 pads every robot to 32 dims and reads the prompt, so one model fits all tasks."""
+        return self
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

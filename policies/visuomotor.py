@@ -1,0 +1,47 @@
+"""What ACT and Diffusion Policy share: they are trained per task (no language input, as in
+the paper's comparison) on one robot's dataset, so their input sizes come from that dataset,
+and they read camera images as [0, 1] floats at a fixed square size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pi0bench.errors import UserError
+
+
+def dataset_dims(infos: list[dict], policy: str) -> dict:
+    """state_dim, action_dim and camera count of the dataset(s) a per-task policy trains on."""
+    robots = {info["robot_type"] for info in infos}
+    if len(robots) != 1 or len(infos) != 1:
+        raise UserError(f"{policy} has no language input and is trained per task: give exactly one --data "
+                        "dataset (one task)")
+    features = infos[0]["features"]
+    return {"state_dim": features["observation.state"]["shape"][0],
+            "action_dim": features["action"]["shape"][0],
+            "cameras": sum(1 for f in features.values() if f["dtype"] == "video")}
+
+
+def unit_images(images: list, size: int) -> torch.Tensor:
+    """HxWx3 uint8 camera images -> [cameras, 3, size, size] floats in [0, 1]."""
+    x = torch.stack([torch.as_tensor(np.asarray(image)) for image in images]).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "checkpoints"
+
+
+def default_checkpoint(policy: str, env) -> Path:
+    """The committed small checkpoint of a per-task policy for `env`'s task."""
+    return CHECKPOINTS / f"{policy}-small-{env.unwrapped.task.name}"
+
+
+def require_checkpoint(path: Path, policy: str) -> None:
+    if not (path / "config.json").is_file():
+        raise UserError(f"no {policy} checkpoint at {path}; train one with `pi0bench train --policy {policy}` "
+                        "or pass --checkpoint DIR")
