@@ -4,6 +4,7 @@ and they read camera images as [0, 1] floats at a fixed square size."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,69 @@ import torch
 import torch.nn.functional as F
 
 from pi0bench.errors import UserError
+from pi0bench.normalize import Normalizer
+
+
+@dataclass(frozen=True)
+class PerTaskConfig:
+    """The sizes a per-task policy takes from its training dataset (0 until then)."""
+
+    state_dim: int = 0
+    action_dim: int = 0
+    cameras: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**data)
+
+
+class PerTaskRecipe:
+    """The training-pipeline side shared by ACT and DP; subclasses name their config and
+    model classes and turn windows into model inputs."""
+
+    name: str
+    default_config: str
+    configs: dict
+    config_class: type
+    model_class: type
+
+    def __init__(self, config):
+        self.config = config
+
+    @classmethod
+    def from_name(cls, name: str):
+        return cls(cls.configs[name])
+
+    @classmethod
+    def from_dict(cls, data: dict, directory: Path | None = None):
+        return cls(cls.config_class.from_dict(data))
+
+    def for_datasets(self, infos: list[dict]):
+        return type(self)(replace(self.config, **dataset_dims(infos, self.name)))
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    @property
+    def default_lr(self) -> float:
+        return self.config.lr
+
+    def build(self):
+        return self.model_class(self.config)
+
+    @staticmethod
+    def targets(samples: list[dict], normalizers: dict[str, Normalizer]) -> dict:
+        """The z-scored action chunks of a batch and their padding masks."""
+        actions = np.stack([normalizers[s["robot"]].action(s["action"].numpy()) for s in samples])
+        return {"actions": torch.from_numpy(actions.astype(np.float32)),
+                "action_is_pad": torch.stack([s["action_is_pad"] for s in samples])}
+
+    @staticmethod
+    def loss(model, batch: dict) -> torch.Tensor:
+        return model.loss(batch)
 
 
 def dataset_dims(infos: list[dict], policy: str) -> dict:

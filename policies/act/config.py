@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from pi0bench.policies.visuomotor import PerTaskConfig
 
 
 @dataclass(frozen=True)
-class ActConfig:
+class ActConfig(PerTaskConfig):
     name: str = "act"
     chunk: int = 100  # actions predicted per query (query tokens in the decoder)
     dim: int = 512  # transformer width
@@ -22,17 +24,6 @@ class ActConfig:
     backbone_maxpool: bool = True
     image_size: int = 224
     lr: float = 1e-5  # the paper's, with an ImageNet backbone; from scratch needs more
-    # Filled in from the training dataset (per task):
-    state_dim: int = 0
-    action_dim: int = 0
-    cameras: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ActConfig:
-        return cls(**data)
 
 
 ACT = ActConfig()

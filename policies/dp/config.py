@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from pi0bench.policies.visuomotor import PerTaskConfig
 
 
 @dataclass(frozen=True)
-class DpConfig:
+class DpConfig(PerTaskConfig):
     name: str = "dp"
     obs_steps: int = 2  # observation frames the policy conditions on (t−1, t)
     horizon: int = 16  # actions denoised per query, starting at the current step
@@ -22,13 +24,6 @@ class DpConfig:
     train_steps: int = 100  # DDPM noise levels (squared-cosine schedule, ε-prediction)
     inference_steps: int = 10  # DDIM steps at inference
     lr: float = 1e-4
-    # Filled in from the training dataset (per task):
-    state_dim: int = 0
-    action_dim: int = 0
-    cameras: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> DpConfig:
@@ -36,7 +31,7 @@ class DpConfig:
 
 
 DP = DpConfig()
-# ~4M parameters: the U-Net at an eighth of the paper's widths, ResNet-18 at a quarter, and
+# ~6M parameters: the U-Net at an eighth of the paper's widths, ResNet-18 at a quarter, and
 # 64 px images without the stem max-pool (a 4 x 4 map for the keypoints).
 DP_SMALL = DpConfig(name="dp-small", down_dims=(64, 128, 256), step_embed=64, backbone_width=16,
                     backbone_maxpool=False, image_size=64, lr=3e-4)
