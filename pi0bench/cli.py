@@ -85,8 +85,15 @@ def eval_(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run directory written by `pi0bench eval`")) -> None:
-    """Recompute summary.json, report.md/html and the plot from a run's stored episodes."""
+def report(run_dir: Path = typer.Argument(..., help="a run directory of `pi0bench eval` or `pi0bench compare`")) -> None:
+    """Recompute summary, report.md/html and the plots from the stored episodes."""
+    from pi0bench.compare import CONFIG_FILE
+
+    if (run_dir / CONFIG_FILE).is_file():
+        from pi0bench.compare_report import comparison_table, write_comparison
+
+        out.print(comparison_table(write_comparison(run_dir)))
+        return
     from pi0bench.report import results_table, write_report
     from pi0bench.store import RunStore
 
@@ -97,6 +104,58 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory written by 
         raise UserError(f"{run_dir} has no finished episodes yet")
     summary = write_report(store.dir, config, episodes)
     out.print(results_table(summary))
+
+
+@app.command("compare")
+def compare_(
+    policies: str = typer.Option("all", help="comma-separated policies, or 'all'"),
+    tasks: str = typer.Option("all", help="comma-separated tasks, or 'all'"),
+    episodes: int = typer.Option(10, help="episodes per (policy, task) cell"),
+    seed: int = typer.Option(0, help="base seed; every policy plays the same initial states"),
+    workers: int = typer.Option(1, help="worker processes per cell"),
+    out_dir: Path = typer.Option(Path("results/compare"), "--out", help="comparison directory; rerun to resume"),
+    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
+    videos: int = typer.Option(0, help="write mp4 videos of the first K episodes of each cell"),
+    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+) -> None:
+    """Evaluate several policies on several tasks on identical initial states, with paired tests."""
+    from pi0bench.compare import CompareConfig, compare, parse_names
+    from pi0bench.compare_report import comparison_table
+    from pi0bench.registry import POLICIES, TASKS
+
+    config = CompareConfig(policies=parse_names(policies, POLICIES, "policy"),
+                           tasks=parse_names(tasks, TASKS, "task"), out=out_dir, episodes=episodes,
+                           seed=seed, workers=workers, image_size=image_size, videos=videos,
+                           timeout_s=timeout if timeout > 0 else None)
+    summary = compare(config, console=err)
+    out.print(comparison_table(summary))
+    out.print(f"report: {out_dir / 'report.md'}")
+
+
+@app.command("regress")
+def regress_(
+    reference: Path = typer.Option(Path("results/reference/ci.json"), help="reference file (cells and their episodes)"),
+    out_dir: Path = typer.Option(Path("results/runs/regress"), "--out", help="where the fresh runs are written"),
+    workers: int = typer.Option(1, help="worker processes per cell"),
+    update: bool = typer.Option(False, help="store this run as the new reference (after a deliberate change)"),
+) -> None:
+    """Re-run the reference cells on the same seeds; exit 1 if any cell's sim score dropped."""
+    from pi0bench.regress import regress
+
+    results = regress(reference, out_dir, workers=workers, update=update, console=err)
+    if results is None:
+        out.print(f"reference updated: {reference}")
+        return
+    table = Table(title=f"regression check against {reference}")
+    for name in ("policy", "task", "episodes", "success ref → new", "p", "score ref → new", "p", "verdict"):
+        table.add_column(name)
+    for r in results:
+        table.add_row(r.policy, r.task, str(r.episodes), f"{r.reference_success:.2f} → {r.new_success:.2f}",
+                      f"{r.p_success:.3g}", f"{r.reference_score:.3f} → {r.new_score:.3f}", f"{r.p_score:.3g}",
+                      "[red]REGRESSED[/]" if r.regressed else "ok")
+    out.print(table)
+    if any(r.regressed for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -33,14 +33,14 @@ _PLOT_NAME = "success.png"
 
 
 @dataclass(frozen=True)
-class _Section:
+class Section:
     """One report section, rendered identically to Markdown and HTML."""
 
     title: str
     headers: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
-    plot: bool = False
+    plot: str = ""  # file name of a PNG shown in this section
 
 
 def _label(cell: dict[str, Any]) -> str:
@@ -94,13 +94,13 @@ def _error_items(episodes: pd.DataFrame) -> list[str]:
     return items
 
 
-def _sections(summary: dict[str, Any], error_items: list[str]) -> list[_Section]:
+def _sections(summary: dict[str, Any], error_items: list[str]) -> list[Section]:
     """The report's content, independent of the format it is rendered to."""
     cells = summary["cells"]
     stages = _stage_names(cells)
     sections = [
-        _Section("Run", items=[f"{key}: {value}" for key, value in summary["run"].items()]),
-        _Section(
+        Section("Run", items=[f"{key}: {value}" for key, value in summary["run"].items()]),
+        Section(
             "Results",
             headers=["policy", "task", "episodes", "success [95% CI]", "mean score [95% CI]",
                      "errors"],
@@ -110,7 +110,7 @@ def _sections(summary: dict[str, Any], error_items: list[str]) -> list[_Section]
                 for c in cells
             ],
         ),
-        _Section(
+        Section(
             "Stages",
             headers=["stage", *(_label(c) for c in cells)],
             rows=[
@@ -119,7 +119,7 @@ def _sections(summary: dict[str, Any], error_items: list[str]) -> list[_Section]
                 for stage in stages
             ],
         ),
-        _Section(
+        Section(
             "Timing",
             headers=["cell", "mean steps", "latency mean / p95 (ms)", "wall seconds (total)"],
             rows=[
@@ -127,10 +127,10 @@ def _sections(summary: dict[str, Any], error_items: list[str]) -> list[_Section]
                 for c in cells
             ],
         ),
-        _Section("Plot", plot=True),
+        Section("Plot", plot=_PLOT_NAME),
     ]
     if error_items:
-        sections.append(_Section("Errors", items=error_items))
+        sections.append(Section("Errors", items=error_items))
     return sections
 
 
@@ -138,7 +138,7 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _render_markdown(title: str, sections: list[_Section]) -> str:
+def render_markdown(title: str, sections: list[Section]) -> str:
     lines = [f"# {title}", ""]
     for section in sections:
         lines += [f"## {section.title}", ""]
@@ -148,7 +148,7 @@ def _render_markdown(title: str, sections: list[_Section]) -> str:
             lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in section.rows]
         lines += [f"- {item}" for item in section.items]
         if section.plot:
-            lines.append(f"![success rate and stage rates]({_PLOT_NAME})")
+            lines.append(f"![{section.title}]({section.plot})")
         lines.append("")
     return "\n".join(lines)
 
@@ -161,7 +161,8 @@ _CSS = (
 )
 
 
-def _render_html(title: str, sections: list[_Section], png: bytes) -> str:
+def render_html(title: str, sections: list[Section], images: dict[str, bytes]) -> str:
+    """A self-contained page: the PNGs named by sections are embedded."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -180,9 +181,8 @@ def _render_html(title: str, sections: list[_Section], png: bytes) -> str:
         if section.items:
             parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in section.items) + "</ul>")
         if section.plot:
-            data = base64.b64encode(png).decode("ascii")
-            parts.append(f'<img alt="success rate and stage rates" '
-                         f'src="data:image/png;base64,{data}">')
+            data = base64.b64encode(images[section.plot]).decode("ascii")
+            parts.append(f'<img alt="{esc(section.title)}" src="data:image/png;base64,{data}">')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -234,7 +234,7 @@ def _plot_png(cells: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write via a same-directory temp file and os.replace, so readers never see a partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -257,12 +257,26 @@ def write_report(run_dir: Path, run_config: dict, episodes: pd.DataFrame) -> dic
     sections = _sections(summary, _error_items(episodes))
     png = _plot_png(cells)
     # default=str: configs may carry Paths and the like; the record should not fail on them.
-    _write_atomic(run_dir / "summary.json",
-                  (json.dumps(summary, indent=2, default=str) + "\n").encode())
-    _write_atomic(run_dir / "report.md", _render_markdown(title, sections).encode())
-    _write_atomic(run_dir / "report.html", _render_html(title, sections, png).encode())
-    _write_atomic(run_dir / _PLOT_NAME, png)
+    write_atomic(run_dir / "summary.json",
+                 (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    write_atomic(run_dir / "summary.csv", summary_csv(cells).encode())
+    write_atomic(run_dir / "report.md", render_markdown(title, sections).encode())
+    write_atomic(run_dir / "report.html", render_html(title, sections, {_PLOT_NAME: png}).encode())
+    write_atomic(run_dir / _PLOT_NAME, png)
     return summary
+
+
+def summary_csv(cells: list[dict[str, Any]]) -> str:
+    """One row per (policy, task), flat columns for pandas: intervals split into low/high,
+    stage rates as stage:<name> columns."""
+    rows = []
+    for c in cells:
+        row = {k: v for k, v in c.items() if k not in ("success_ci", "score_ci", "stage_rates")}
+        row["success_ci_low"], row["success_ci_high"] = c["success_ci"]
+        row["score_ci_low"], row["score_ci_high"] = c["score_ci"]
+        row.update({f"stage:{name}": rate for name, rate in c["stage_rates"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows).to_csv(index=False)
 
 
 def results_table(summary: dict) -> Table:

@@ -49,7 +49,7 @@ def run_config() -> dict:
 def test_write_report_files(tmp_path: Path, run_config: dict, episodes: pd.DataFrame) -> None:
     write_report(tmp_path, run_config, episodes)
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"summary.json", "report.md", "report.html", "success.png"}  # no temp files
+    assert names == {"summary.json", "summary.csv", "report.md", "report.html", "success.png"}  # no temp files
     assert (tmp_path / "success.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 

@@ -1,0 +1,113 @@
+"""`pi0bench compare`: several policies on several tasks, on identical initial states.
+
+Each (policy, task) cell is an ordinary `eval` run under OUT/cells/POLICY-TASK, so a cell
+resumes exactly like `eval` does and can be opened on its own. Episode i of a task starts from
+the same seed for every policy (the seed depends only on task, base seed and i). A policy
+that cannot drive a task's robot (no checkpoint for that task, or one trained on another
+robot) is reported as n/a and not run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from pi0bench.errors import UserError
+from pi0bench.evaluate import EvalConfig, evaluate
+from pi0bench.registry import RECIPES, check_policy, check_task, make_policy
+from pi0bench.store import RunStore, atomic_write_text
+
+CONFIG_FILE = "compare.json"
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    policies: tuple[str, ...]
+    tasks: tuple[str, ...]
+    out: Path
+    episodes: int = 10
+    seed: int = 0
+    workers: int = 1
+    image_size: int = 128
+    timeout_s: float | None = 30.0
+    videos: int = 0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "policies": list(self.policies), "tasks": list(self.tasks), "out": str(self.out)}
+
+
+def parse_names(text: str | None, known: dict, kind: str) -> tuple[str, ...]:
+    """'a,b' -> ('a', 'b'); 'all' or nothing -> every known name (sorted)."""
+    if not text or text.strip() == "all":
+        return tuple(sorted(known))
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    check = check_policy if kind == "policy" else check_task
+    for name in names:
+        check(name)
+    return names
+
+
+def cell_dir(out: Path, policy: str, task: str) -> Path:
+    return Path(out) / "cells" / f"{policy}-{task}"
+
+
+def unfit_reason(policy: str, task: str) -> str | None:
+    """Why `policy` cannot run `task` (None if it can). Only policies with weights can fail
+    this: building one for the task's env checks its checkpoint against the robot."""
+    if policy not in RECIPES:
+        return None
+    from pi0bench.envs.task_env import TaskEnv
+
+    env = TaskEnv(task, cameras=())
+    try:
+        make_policy(policy, env)
+    except UserError as exc:
+        return str(exc)
+    finally:
+        env.close()
+    return None
+
+
+def compare(config: CompareConfig, console: Console | None = None) -> dict:
+    """Run every missing episode of every cell that fits, then write the comparison report."""
+    from pi0bench.compare_report import write_comparison
+
+    console = console or Console(stderr=True)
+    if config.episodes < 1 or config.workers < 1:
+        raise UserError("--episodes and --workers must be at least 1")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+    not_applicable = []
+    for task in config.tasks:
+        for policy in config.policies:
+            reason = unfit_reason(policy, task)
+            if reason:
+                console.print(f"[yellow]{policy} on {task}: n/a[/] ({reason})")
+                not_applicable.append({"policy": policy, "task": task, "reason": reason})
+                continue
+            evaluate(EvalConfig(policy=policy, task=task, episodes=config.episodes, seed=config.seed,
+                                workers=config.workers, out=cell_dir(out, policy, task),
+                                videos=config.videos, image_size=config.image_size,
+                                timeout_s=config.timeout_s), console=console)
+    atomic_write_text(out / "not_applicable.json", json.dumps(not_applicable, indent=2))
+    return write_comparison(out)
+
+
+def load_comparison(out: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
+    """(config, every cell's episodes, n/a cells) of a comparison directory."""
+    out = Path(out)
+    if not (out / CONFIG_FILE).is_file():
+        raise UserError(f"{out} is not a comparison directory (no {CONFIG_FILE})")
+    config = json.loads((out / CONFIG_FILE).read_text())
+    frames = [RunStore(cell_dir(out, p, t)).load() for t in config["tasks"] for p in config["policies"]
+              if cell_dir(out, p, t).is_dir()]
+    frames = [f[f["episode"] < config["episodes"]] for f in frames if not f.empty]
+    episodes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    na_path = out / "not_applicable.json"
+    not_applicable = json.loads(na_path.read_text()) if na_path.is_file() else []
+    return config, episodes, not_applicable

@@ -1,0 +1,42 @@
+"""Paired comparisons of two policies on the same initial states.
+
+Every policy in a comparison plays episode i from the same seed, so outcomes pair up by
+episode, and paired tests are what the design buys: they only look at the episodes where the
+two policies differ. Success: McNemar's exact test (a two-sided binomial test on the
+discordant pairs). Score: the exact sign test on the per-episode differences, with a paired
+bootstrap interval of the mean difference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import binomtest
+
+from pi0bench.stats import bootstrap_mean_ci
+
+
+def _two_sided_binomial(k: int, n: int) -> float:
+    return 1.0 if n == 0 else float(binomtest(k, n, 0.5, alternative="two-sided").pvalue)
+
+
+def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> dict:
+    """a, b: per-episode success (bool) of two policies on the same episodes."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    return {"only_a": only_a, "only_b": only_b, "p_value": _two_sided_binomial(only_a, only_a + only_b)}
+
+
+def sign_test(a: np.ndarray, b: np.ndarray) -> dict:
+    """a, b: per-episode scores; ties carry no information and are dropped."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    higher_a, higher_b = int((diff > 0).sum()), int((diff < 0).sum())
+    return {"higher_a": higher_a, "higher_b": higher_b,
+            "p_value": _two_sided_binomial(higher_a, higher_a + higher_b)}
+
+
+def paired_comparison(a_success, b_success, a_score, b_score) -> dict:
+    """Everything the report shows for one pair of policies on one task."""
+    diff = np.asarray(a_score, float) - np.asarray(b_score, float)
+    return {"episodes": int(len(diff)), "success": mcnemar_exact(a_success, b_success),
+            "score": sign_test(a_score, b_score), "score_difference": float(diff.mean()) if len(diff) else 0.0,
+            "score_difference_ci": list(bootstrap_mean_ci(diff)) if len(diff) else [0.0, 0.0]}
