@@ -12,7 +12,10 @@ WORKERS  ?= 1
 OUT      ?=
 VIDEOS   ?= 0
 
-.PHONY: venv eval test test-slow bench clean
+POLICIES ?= all
+TASKS    ?= all
+
+.PHONY: venv eval compare regress test test-slow bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +30,14 @@ $(STAMP): pyproject.toml
 eval: $(STAMP)
 	$(VENV)/bin/pi0bench eval --policy $(POLICY) --task $(TASK) --episodes $(EPISODES) \
 		--seed $(SEED) --workers $(WORKERS) --videos $(VIDEOS) $(if $(OUT),--out $(OUT))
+
+compare: $(STAMP)
+	$(VENV)/bin/pi0bench compare --policies $(POLICIES) --tasks $(TASKS) --episodes $(EPISODES) \
+		--seed $(SEED) --workers $(WORKERS) --videos $(VIDEOS) $(if $(OUT),--out $(OUT))
+
+# Sim-score regression against results/reference/ci.json (exit 1 on a significant drop).
+regress: $(STAMP)
+	MUJOCO_GL=egl $(VENV)/bin/pi0bench regress --workers 2
 
 test: $(STAMP)
 	MUJOCO_GL=egl $(PY) -m pytest
