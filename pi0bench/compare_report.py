@@ -135,7 +135,11 @@ def _plot_scores(cells: list[dict], policies: list[str], tasks: list[str]) -> by
         means = np.array([c["mean_score"] if c else np.nan for c in mine])
         lo = np.array([c["mean_score"] - c["score_ci"][0] if c else 0 for c in mine])
         hi = np.array([c["score_ci"][1] - c["mean_score"] if c else 0 for c in mine])
-        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(means), width, yerr=[lo, hi], capsize=3, label=policy)
+        positions = x - 0.4 + width * (i + 0.5)
+        ax.bar(positions, np.nan_to_num(means), width, yerr=[lo, hi], capsize=3, label=policy)
+        for position, cell in zip(positions, mine):
+            if cell is None:
+                ax.text(position, 0.02, "n/a", ha="center", fontsize="x-small", rotation=90)
     ax.set_xticks(x, tasks)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean score (points / max)")
