@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]' torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,ray]' torch==2.13.0
 	touch $(STAMP)
 
 eval: $(STAMP)

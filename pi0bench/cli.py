@@ -67,6 +67,8 @@ def eval_(
     checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0, act, dp)"),
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
                                                   "(act: temporal_ensemble=0.01; dp: inference_steps=16)"),
+    backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.evaluate import EvalConfig, evaluate
@@ -77,7 +79,7 @@ def eval_(
         videos=videos, execute_steps=execute_steps, image_size=image_size,
         cameras=_camera_list(cameras),
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
-        policy_args=_policy_args(policy_arg),
+        policy_args=_policy_args(policy_arg), backend=backend, address=address,
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))
@@ -117,6 +119,8 @@ def compare_(
     image_size: int = typer.Option(128, help="camera image height and width in pixels"),
     videos: int = typer.Option(0, help="write mp4 videos of the first K episodes of each cell"),
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+    backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
 ) -> None:
     """Evaluate several policies on several tasks on identical initial states, with paired tests."""
     from pi0bench.compare import CompareConfig, compare, parse_names
@@ -126,7 +130,7 @@ def compare_(
     config = CompareConfig(policies=parse_names(policies, POLICIES, "policy"),
                            tasks=parse_names(tasks, TASKS, "task"), out=out_dir, episodes=episodes,
                            seed=seed, workers=workers, image_size=image_size, videos=videos,
-                           timeout_s=timeout if timeout > 0 else None)
+                           timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)
     summary = compare(config, console=err)
     out.print(comparison_table(summary))
     out.print(f"report: {out_dir / 'report.md'}")

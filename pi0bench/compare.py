@@ -35,6 +35,8 @@ class CompareConfig:
     image_size: int = 128
     timeout_s: float | None = 30.0
     videos: int = 0
+    backend: str = "local"
+    address: str | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "policies": list(self.policies), "tasks": list(self.tasks), "out": str(self.out)}
@@ -93,7 +95,8 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
             evaluate(EvalConfig(policy=policy, task=task, episodes=config.episodes, seed=config.seed,
                                 workers=config.workers, out=cell_dir(out, policy, task),
                                 videos=config.videos, image_size=config.image_size,
-                                timeout_s=config.timeout_s), console=console)
+                                timeout_s=config.timeout_s, backend=config.backend,
+                                address=config.address), console=console)
     atomic_write_text(out / "not_applicable.json", json.dumps(not_applicable, indent=2))
     return write_comparison(out)
 

@@ -32,12 +32,16 @@ class EvalConfig:
     overwrite: bool = False
     checkpoint: str | None = None
     policy_args: tuple[tuple[str, Any], ...] = ()  # keyword options of the policy's factory
+    backend: str = "local"  # "local" (process pool) or "ray"; results are the same
+    address: str | None = None  # Ray cluster address (None: start a local Ray instance)
 
     def validate(self) -> None:
         check_policy(self.policy)
         check_task(self.task)
         check_checkpoint(self.policy, self.checkpoint)
         check_policy_args(self.policy, dict(self.policy_args))
+        if self.backend not in ("local", "ray"):
+            raise UserError(f"unknown --backend {self.backend!r}; choose from: local, ray")
         for name, value, low in (("--episodes", self.episodes, 1), ("--workers", self.workers, 1),
                                  ("--image-size", self.image_size, 16), ("--videos", self.videos, 0)):
             if value < low:
@@ -96,6 +100,6 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
             if record["error"]:
                 console.print(f"[yellow]episode {record['episode']} error:[/] {record['error'][:200]}")
 
-        run_episodes(job, pending, config.workers, on_record)
+        run_episodes(job, pending, config.workers, on_record, config.backend, config.address)
     return write_report(store.dir, run["config"], store.load())
 

@@ -86,10 +86,16 @@ def _run_in_worker(episode: int) -> dict:
 
 
 def run_episodes(job: EpisodeJob, episodes: Iterable[int], workers: int,
-                 on_record: Callable[[dict], None]) -> None:
-    """Play `episodes`, handing each finished record to `on_record` as soon as it exists."""
+                 on_record: Callable[[dict], None], backend: str = "local", address: str | None = None) -> None:
+    """Play `episodes`, handing each finished record to `on_record` as soon as it exists:
+    here (1 worker), in a local process pool, or on Ray actors (`backend="ray"`)."""
     episodes = list(episodes)
     if not episodes:
+        return
+    if backend == "ray":
+        from pi0bench.ray_backend import run_on_ray
+
+        run_on_ray(job, episodes, workers, on_record, address)
         return
     if workers <= 1:
         runner = EpisodeRunner(job)
