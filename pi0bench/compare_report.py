@@ -22,10 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pi0bench.compare import load_comparison  # noqa: E402
+from pi0bench.compare import cell_dir, load_comparison  # noqa: E402
 from pi0bench.paired import paired_comparison  # noqa: E402
 from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic  # noqa: E402
 from pi0bench.stats import summarize  # noqa: E402
+from pi0bench.store import episode_stem  # noqa: E402
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
 
@@ -62,6 +63,22 @@ def aggregate(cells: list[dict], policies: list[str], tasks: list[str]) -> list[
     return rows
 
 
+def video_rows(out: Path, config: dict) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per task and episode < videos, each policy's video of that same initial state."""
+    rows = []
+    for task in config["tasks"]:
+        for episode in range(config.get("videos", 0)):
+            row = []
+            for policy in config["policies"]:
+                stem = episode_stem(policy, task, config["seed"], episode)
+                path = cell_dir(out, policy, task) / "videos" / f"{stem}.mp4"
+                if path.is_file():
+                    row.append((policy, str(path.relative_to(out))))
+            if row:
+                rows.append((f"{task}, episode {episode}", row))
+    return rows
+
+
 def _cell_text(cell: dict, best: bool) -> tuple[str, str]:
     (slo, shi), (clo, chi) = cell["success_ci"], cell["score_ci"]
     success = f"{100 * cell['success_rate']:.0f} % [{100 * slo:.0f}, {100 * shi:.0f}]"
@@ -70,7 +87,7 @@ def _cell_text(cell: dict, best: bool) -> tuple[str, str]:
 
 
 def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs: list[dict],
-              totals: list[dict]) -> list[Section]:
+              totals: list[dict], videos: list) -> list[Section]:
     by_key = {(c["policy"], c["task"]): c for c in cells}
     na = {(n["policy"], n["task"]) for n in not_applicable}
     rows = []
@@ -110,6 +127,8 @@ def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs
                         f"{c['mean_steps']:.0f}", f"{c['wall_seconds']:.0f}"] for c in cells],
                  plot=PLOTS["latency"]),
     ]
+    if videos:
+        sections.append(Section("Videos (one initial state per row)", videos=videos))
     if not_applicable:
         sections.append(Section("Not applicable", items=[f"{n['policy']} on {n['task']}: {n['reason']}"
                                                           for n in not_applicable]))
@@ -191,11 +210,13 @@ def write_comparison(out: Path) -> dict:
     images = {PLOTS["scores"]: _plot_scores(cells, config["policies"], config["tasks"]),
               PLOTS["stages"]: _plot_stages(cells), PLOTS["latency"]: _plot_latency(cells)}
     title = f"pi0bench comparison: {', '.join(config['policies'])} on {', '.join(config['tasks'])}"
-    sections = _sections(config, cells, not_applicable, pairs, totals)
+    videos = video_rows(out, config)
+    sections = _sections(config, cells, not_applicable, pairs, totals, videos)
+    media = {**images, **{name: (out / name).read_bytes() for _, row in videos for _, name in row}}
     write_atomic(out / "summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
     write_atomic(out / "summary.csv", summary_csv(cells).encode() if cells else b"")
     write_atomic(out / "report.md", render_markdown(title, sections).encode())
-    write_atomic(out / "report.html", render_html(title, sections, images).encode())
+    write_atomic(out / "report.html", render_html(title, sections, media).encode())
     for name, data in images.items():
         write_atomic(out / name, data)
     return summary

@@ -41,6 +41,8 @@ class Section:
     rows: list[list[str]] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
     plot: str = ""  # file name of a PNG shown in this section
+    # (caption, [(label, video file)]) rows of videos shown side by side
+    videos: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
 
 
 def _label(cell: dict[str, Any]) -> str:
@@ -149,6 +151,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
         lines += [f"- {item}" for item in section.items]
         if section.plot:
             lines.append(f"![{section.title}]({section.plot})")
+        lines += [f"- {caption}: " + " · ".join(f"[{label}]({name})" for label, name in row)
+                  for caption, row in section.videos]
         lines.append("")
     return "\n".join(lines)
 
@@ -161,8 +165,8 @@ _CSS = (
 )
 
 
-def render_html(title: str, sections: list[Section], images: dict[str, bytes]) -> str:
-    """A self-contained page: the PNGs named by sections are embedded."""
+def render_html(title: str, sections: list[Section], media: dict[str, bytes]) -> str:
+    """A self-contained page: the PNGs and MP4s named by sections are embedded."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -181,8 +185,14 @@ def render_html(title: str, sections: list[Section], images: dict[str, bytes]) -
         if section.items:
             parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in section.items) + "</ul>")
         if section.plot:
-            data = base64.b64encode(images[section.plot]).decode("ascii")
+            data = base64.b64encode(media[section.plot]).decode("ascii")
             parts.append(f'<img alt="{esc(section.title)}" src="data:image/png;base64,{data}">')
+        for caption, row in section.videos:
+            figures = "".join(
+                f'<figure><video controls muted width="320" src="data:video/mp4;base64,'
+                f'{base64.b64encode(media[name]).decode("ascii")}"></video><figcaption>{esc(label)}'
+                f"</figcaption></figure>" for label, name in row)
+            parts.append(f'<p>{esc(caption)}</p><div style="display:flex;gap:1em">{figures}</div>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -52,7 +52,7 @@ def comparison(tmp_path_factory):
     visuomotor.CHECKPOINTS = empty  # so act has no checkpoint for the task: an n/a cell
     try:
         config = CompareConfig(policies=("scripted", "hold", "act"), tasks=("drawer_tidy",), out=out,
-                               episodes=3, workers=2, image_size=32)
+                               episodes=3, workers=2, image_size=32, videos=1)
         summary = compare(config)
     finally:
         visuomotor.CHECKPOINTS = original
@@ -73,6 +73,8 @@ def test_every_policy_plays_the_same_initial_states(comparison):
     assert (pair["a"], pair["b"], pair["success"]["only_a"], pair["success"]["only_b"]) == ("scripted", "hold", 3, 0)
     report = (config.out / "report.md").read_text()
     assert "**100 %" in report and "n/a" in report and "McNemar" in report
+    page = (config.out / "report.html").read_text()
+    assert page.count("<video") == 2 and "drawer_tidy, episode 0" in page  # scripted and hold, same start
 
 
 def test_report_rebuilds_identically_and_schema_holds(comparison):
@@ -94,5 +96,6 @@ def test_rerunning_resumes_without_replaying_episodes(comparison):
     config, _ = comparison
     episodes = config.out / "cells" / "hold-drawer_tidy" / "episodes"
     stamps = {p.name: p.stat().st_mtime_ns for p in episodes.iterdir()}
-    compare(CompareConfig(policies=("hold",), tasks=("drawer_tidy",), out=config.out, episodes=3, image_size=32))
+    compare(CompareConfig(policies=("hold",), tasks=("drawer_tidy",), out=config.out, episodes=3, image_size=32,
+                          videos=1))
     assert stamps == {p.name: p.stat().st_mtime_ns for p in episodes.iterdir()}
