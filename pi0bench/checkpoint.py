@@ -78,6 +78,13 @@ def load_policy_model(directory: Path):
     return recipe, model.eval(), config
 
 
+def require(path: Path, policy: str) -> None:
+    """A policy's checkpoint directory must exist before anything is built around it."""
+    if not (Path(path) / "config.json").is_file():
+        raise UserError(f"no {policy} checkpoint at {path}; train one with `pi0bench train --policy {policy}` "
+                        "or pass --checkpoint DIR")
+
+
 def load_for_env(directory: Path, env, policy: str):
     """(recipe, model, normalizer, metadata) of a checkpoint that must drive `env`'s robot:
     a checkpoint of another policy, or trained on another robot, is one clear error."""

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from pi0bench.compare import cell_dir, load_comparison  # noqa: E402
 from pi0bench.paired import paired_comparison  # noqa: E402
 from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic  # noqa: E402
-from pi0bench.stats import summarize  # noqa: E402
+from pi0bench.stats import outcomes, summarize  # noqa: E402
 from pi0bench.store import episode_stem  # noqa: E402
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
@@ -41,12 +41,9 @@ def pairwise(episodes: pd.DataFrame, policies: list[str], tasks: list[str]) -> l
             shared = ea.index.intersection(eb.index)
             if ea.empty or eb.empty or len(shared) == 0:
                 continue
-            ea, eb = ea.loc[shared], eb.loc[shared]
-            ok_a = ea["success"].astype(bool) & (ea["error"].fillna("") == "")
-            ok_b = eb["success"].astype(bool) & (eb["error"].fillna("") == "")
-            score_a = np.where(ea["error"].fillna("") == "", ea["score"], 0.0)
-            score_b = np.where(eb["error"].fillna("") == "", eb["score"], 0.0)
-            rows.append({"task": task, "a": a, "b": b, **paired_comparison(ok_a, ok_b, score_a, score_b)})
+            _, success_a, score_a = outcomes(ea.loc[shared])
+            _, success_b, score_b = outcomes(eb.loc[shared])
+            rows.append({"task": task, "a": a, "b": b, **paired_comparison(success_a, success_b, score_a, score_b)})
     return rows
 
 

@@ -15,15 +15,18 @@ from scipy.stats import binomtest
 from pi0bench.stats import bootstrap_mean_ci
 
 
-def _two_sided_binomial(k: int, n: int) -> float:
-    return 1.0 if n == 0 else float(binomtest(k, n, 0.5, alternative="two-sided").pvalue)
+def discordant_p(k: int, other: int, alternative: str = "two-sided") -> float:
+    """Exact binomial p-value of k of the k + other discordant pairs going one way, when
+    either way is equally likely; no discordant pair is no evidence (p = 1)."""
+    n = k + other
+    return 1.0 if n == 0 else float(binomtest(k, n, 0.5, alternative=alternative).pvalue)
 
 
 def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> dict:
     """a, b: per-episode success (bool) of two policies on the same episodes."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    return {"only_a": only_a, "only_b": only_b, "p_value": _two_sided_binomial(only_a, only_a + only_b)}
+    return {"only_a": only_a, "only_b": only_b, "p_value": discordant_p(only_a, only_b)}
 
 
 def sign_test(a: np.ndarray, b: np.ndarray) -> dict:
@@ -31,7 +34,7 @@ def sign_test(a: np.ndarray, b: np.ndarray) -> dict:
     diff = np.asarray(a, float) - np.asarray(b, float)
     higher_a, higher_b = int((diff > 0).sum()), int((diff < 0).sum())
     return {"higher_a": higher_a, "higher_b": higher_b,
-            "p_value": _two_sided_binomial(higher_a, higher_a + higher_b)}
+            "p_value": discordant_p(higher_a, higher_b)}
 
 
 def paired_comparison(a_success, b_success, a_score, b_score) -> dict:

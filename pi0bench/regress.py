@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
+from pi0bench.paired import discordant_p
+from pi0bench.stats import outcomes
 from pi0bench.store import RunStore, atomic_write_text
 
 LEVEL = 0.05
@@ -46,20 +47,14 @@ class CellResult:
     regressed: bool
 
 
-def _one_sided(worse: int, better: int) -> float:
-    """P(at least `worse` of the discordant pairs go against the new run | no change)."""
-    n = worse + better
-    return 1.0 if n == 0 else float(binomtest(worse, n, 0.5, alternative="greater").pvalue)
-
-
 def read_reference(path: Path) -> dict:
     if not Path(path).is_file():
-        raise UserError(f"no reference at {path}; create one with `pi0bench regress --reference {path} --update`")
+        raise UserError(f"no reference at {path}: write the cells it should hold (see README 'Regression on "
+                        f"sim scores'), then run `pi0bench regress --reference {path} --update`")
     try:
         reference = json.loads(Path(path).read_text())
-        cells = reference["cells"]
-        for cell in cells:
-            cell["policy"], cell["task"]  # noqa: B018 - both are required
+        if not all("policy" in cell and "task" in cell for cell in reference["cells"]):
+            raise KeyError("every cell needs a policy and a task")
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not a regression reference ({exc}); see README 'Regression on sim scores'") from None
     return reference
@@ -81,11 +76,9 @@ def run_cells(reference: dict, out: Path, workers: int, console=None) -> list[di
     for cell in reference["cells"]:
         config = _eval_config(cell, Path(out), workers)
         evaluate(config, console=console)
-        frame = RunStore(config.run_dir).load().sort_values("episode")
-        ok = frame["error"].fillna("") == ""
+        _, success, score = outcomes(RunStore(config.run_dir).load().sort_values("episode"))
         measured.append({**{k: cell.get(k) for k in CELL_KEYS if k in cell},
-                         "success": (frame["success"].astype(bool) & ok).astype(int).tolist(),
-                         "score": np.where(ok, frame["score"], 0.0).round(6).tolist()})
+                         "success": success.astype(int).tolist(), "score": score.round(6).tolist()})
     return measured
 
 
@@ -95,9 +88,10 @@ def judge(reference_cell: dict, new_cell: dict, level: float, min_effect: float)
     if len(ref_s) != len(new_s):
         raise UserError(f"{new_cell['policy']}/{new_cell['task']}: the reference has {len(ref_s)} episodes, "
                         f"the new run {len(new_s)}")
-    p_success = _one_sided(int((ref_s & ~new_s).sum()), int((~ref_s & new_s).sum()))
+    # one-sided: P(at least this many discordant pairs go against the new run | no change)
+    p_success = discordant_p(int((ref_s & ~new_s).sum()), int((~ref_s & new_s).sum()), "greater")
     diff = new_v - ref_v
-    p_score = _one_sided(int((diff < 0).sum()), int((diff > 0).sum()))
+    p_score = discordant_p(int((diff < 0).sum()), int((diff > 0).sum()), "greater")
     success_drop = ref_s.mean() - new_s.mean()
     score_drop = ref_v.mean() - new_v.mean()
     regressed = ((p_success < level and success_drop >= min_effect)
@@ -109,9 +103,7 @@ def judge(reference_cell: dict, new_cell: dict, level: float, min_effect: float)
 def regress(reference_path: Path, out: Path, workers: int = 1, update: bool = False,
             console=None) -> list[CellResult] | None:
     """Re-run the reference's cells; with `update`, store them as the new reference instead."""
-    reference = read_reference(reference_path) if not update or Path(reference_path).is_file() else None
-    if reference is None:
-        raise UserError(f"no reference at {reference_path} to update: write its cells first (see README)")
+    reference = read_reference(reference_path)
     measured = run_cells(reference, out, workers, console)
     if update:
         reference = {**reference, "cells": measured}

@@ -91,6 +91,14 @@ def _stage_rates(stages_json: Sequence[str], n_episodes: int) -> dict[str, float
     return {stage: count / n_episodes for stage, count in earned.items()}
 
 
+def outcomes(episodes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(errored, success, score) per episode: a crashed episode is a failure with score 0."""
+    errored = (episodes["error"].fillna("").astype(str) != "").to_numpy()
+    success = episodes["success"].astype(bool).to_numpy() & ~errored
+    score = np.where(errored, 0.0, episodes["score"].to_numpy(dtype=float))
+    return errored, success, score
+
+
 def summarize_cell(episodes: pd.DataFrame) -> dict[str, Any]:
     """Summary of one (policy, task) pair; crashed episodes count as failures with score 0.
 
@@ -102,9 +110,7 @@ def summarize_cell(episodes: pd.DataFrame) -> dict[str, Any]:
     if len(pairs) != 1:
         raise ValueError(f"summarize_cell needs one (policy, task) pair, got {len(pairs)}")
     n = len(episodes)
-    errored = (episodes["error"].fillna("").astype(str) != "").to_numpy()
-    success = episodes["success"].astype(bool).to_numpy() & ~errored
-    score = np.where(errored, 0.0, episodes["score"].to_numpy(dtype=float))
+    errored, success, score = outcomes(episodes)
     successes = int(success.sum())
     healthy = episodes[~errored]  # latency of a crashed episode measures the crash, not the policy
     return {

@@ -103,9 +103,3 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "checkpoints"
 def default_checkpoint(policy: str, env) -> Path:
     """The committed small checkpoint of a per-task policy for `env`'s task."""
     return CHECKPOINTS / f"{policy}-small-{env.unwrapped.task.name}"
-
-
-def require_checkpoint(path: Path, policy: str) -> None:
-    if not (path / "config.json").is_file():
-        raise UserError(f"no {policy} checkpoint at {path}; train one with `pi0bench train --policy {policy}` "
-                        "or pass --checkpoint DIR")

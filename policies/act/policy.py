@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env
-from pi0bench.policies.visuomotor import default_checkpoint, require_checkpoint
+from pi0bench.checkpoint import load_for_env, require
+from pi0bench.policies.visuomotor import default_checkpoint
 
 
 class TemporalEnsembler:
@@ -61,5 +61,5 @@ class ActPolicy:
 def make_act(env, checkpoint: str | Path | None = None, temporal_ensemble: float | None = None) -> ActPolicy:
     """`temporal_ensemble`: the coefficient k of exp(−k·i) (ACT uses 0.01); off by default."""
     path = Path(checkpoint) if checkpoint else default_checkpoint("act", env)
-    require_checkpoint(path, "act")
+    require(path, "act")
     return ActPolicy(env, path, temporal_ensemble)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env
-from pi0bench.policies.visuomotor import default_checkpoint, require_checkpoint
+from pi0bench.checkpoint import load_for_env, require
+from pi0bench.policies.visuomotor import default_checkpoint
 
 
 class DpPolicy:
@@ -57,5 +57,5 @@ class DpPolicy:
 def make_dp(env, checkpoint: str | Path | None = None, inference_steps: int | None = None) -> DpPolicy:
     """`inference_steps`: DDIM steps a plan takes (default the checkpoint config's, 10)."""
     path = Path(checkpoint) if checkpoint else default_checkpoint("dp", env)
-    require_checkpoint(path, "dp")
+    require(path, "dp")
     return DpPolicy(env, path, inference_steps)

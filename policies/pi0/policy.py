@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env
-from pi0bench.errors import UserError
+from pi0bench.checkpoint import load_for_env, require
 from pi0bench.policies.pi0.inputs import example
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "results" / "checkpoints" / "pi0-small"
@@ -43,7 +42,5 @@ class Pi0Policy:
 
 def make_pi0(env, checkpoint: str | Path | None = None) -> Pi0Policy:
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    if not (path / "config.json").is_file():
-        raise UserError(f"no pi0 checkpoint at {path}; train one with `pi0bench train --policy pi0` "
-                        "or pass --checkpoint DIR")
+    require(path, "pi0")
     return Pi0Policy(env, path)
