@@ -15,7 +15,7 @@ VIDEOS   ?= 0
 POLICIES ?= all
 TASKS    ?= all
 
-.PHONY: venv eval compare regress test test-slow bench clean
+.PHONY: venv openpi-client eval compare regress test test-slow bench clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,ray]' torch==2.13.0
 	touch $(STAMP)
+
+# openpi's own client (pins numpy<2) in a venv of its own, for the interop test.
+OPENPI_VENV  := .venv-openpi
+OPENPI_STAMP := $(OPENPI_VENV)/.installed
+
+openpi-client: $(OPENPI_STAMP)
+
+$(OPENPI_STAMP):
+	$(PYTHON) -m venv $(OPENPI_VENV)
+	$(OPENPI_VENV)/bin/pip install -q openpi-client==0.1.2 typing_extensions
+	touch $(OPENPI_STAMP)
 
 eval: $(STAMP)
 	$(VENV)/bin/pi0bench eval --policy $(POLICY) --task $(TASK) --episodes $(EPISODES) \
@@ -39,7 +50,7 @@ compare: $(STAMP)
 regress: $(STAMP)
 	MUJOCO_GL=egl $(VENV)/bin/pi0bench regress --workers 2
 
-test: $(STAMP)
+test: $(STAMP) $(OPENPI_STAMP)
 	MUJOCO_GL=egl $(PY) -m pytest
 
 test-slow: $(STAMP)
@@ -51,4 +62,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/task_speed.py --task paper_towel_replace
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OPENPI_VENV)

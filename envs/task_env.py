@@ -71,6 +71,11 @@ class TaskEnv(gym.Env):
         reward, terminated, truncated, info = self.advance(action)
         return self.observe(), reward, terminated, truncated, info
 
+    def hold_action(self) -> np.ndarray:
+        """The action that keeps the robot where it is (real-time mode holds it while the
+        first policy call of an episode runs)."""
+        return self.robot.state(self.data).astype(np.float32)
+
     def advance(self, action) -> tuple[float, bool, bool, dict]:
         """`step` without building the observation: the rollout loop uses it for the actions
         of a chunk whose observations no policy will read, so those frames are never

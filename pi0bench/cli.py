@@ -38,13 +38,14 @@ def tasks() -> None:
 @app.command()
 def policies() -> None:
     """List the policies that can be evaluated."""
-    from pi0bench.registry import POLICIES, describe_policy
+    from pi0bench.registry import POLICIES, REMOTE, REMOTE_EXAMPLE, describe_policy
 
     table = Table(title="policies")
     table.add_column("policy")
     table.add_column("what it is")
     for name in sorted(POLICIES):
         table.add_row(name, describe_policy(name))
+    table.add_row(REMOTE_EXAMPLE, REMOTE[1])
     out.print(table)
 
 
@@ -69,6 +70,10 @@ def eval_(
                                                   "(act: temporal_ensemble=0.01; dp: inference_steps=16)"),
     backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
+    realtime: bool = typer.Option(False, help="simulated time runs on while the policy thinks (also runs a "
+                                              "no-latency baseline into OUT/baseline for the report)"),
+    latency_ms: Optional[float] = typer.Option(None, help="with --realtime: a fixed policy latency instead of "
+                                                          "the measured one (exactly reproducible)"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.evaluate import EvalConfig, evaluate
@@ -80,10 +85,32 @@ def eval_(
         cameras=_camera_list(cameras),
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
         policy_args=_policy_args(policy_arg), backend=backend, address=address,
+        realtime=realtime or latency_ms is not None, latency_ms=latency_ms,
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))
     out.print(f"run directory: {config.run_dir}")
+
+
+@app.command()
+def serve(
+    policy: str = typer.Option(..., help="policy name (see `pi0bench policies`)"),
+    task: str = typer.Option("towel_fold", help="task whose robot (and per-task weights) the policy is built for"),
+    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them"),
+    policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable"),
+    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras the policy reads (default: the robot's)"),
+    host: str = typer.Option("127.0.0.1", help="interface to bind; 0.0.0.0 exposes the server to the network"),
+    port: int = typer.Option(8000, help="TCP port (0: any free port)"),
+    api_key: Optional[str] = typer.Option(None, envvar="PI0BENCH_API_KEY",
+                                          help="require this key (openpi's 'Authorization: Api-Key ...' header)"),
+    max_message_mb: float = typer.Option(16.0, help="largest observation message accepted"),
+) -> None:
+    """Serve a policy over openpi's websocket protocol (msgpack); SIGTERM stops it cleanly."""
+    from pi0bench.serve import ServeConfig, serve_forever
+
+    serve_forever(ServeConfig(policy=policy, task=task, checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
+                              cameras=_camera_list(cameras), host=host, port=port, api_key=api_key,
+                              max_message_mb=max_message_mb))
 
 
 @app.command()

@@ -19,7 +19,7 @@ from rich.console import Console
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.registry import RECIPES, check_policy, check_task, make_policy
-from pi0bench.store import RunStore, atomic_write_text
+from pi0bench.store import RunStore, atomic_write_text, safe_name
 
 CONFIG_FILE = "compare.json"
 
@@ -54,7 +54,7 @@ def parse_names(text: str | None, known: dict, kind: str) -> tuple[str, ...]:
 
 
 def cell_dir(out: Path, policy: str, task: str) -> Path:
-    return Path(out) / "cells" / f"{policy}-{task}"
+    return Path(out) / "cells" / f"{safe_name(policy)}-{task}"
 
 
 def unfit_reason(policy: str, task: str) -> str | None:

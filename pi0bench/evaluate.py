@@ -1,8 +1,12 @@
-"""`pi0bench eval`: run one policy on one task into a resumable run directory."""
+"""`pi0bench eval`: run one policy on one task into a resumable run directory.
+
+A real-time run (`--realtime`, see `rollout`) also plays the same episodes without latency
+into RUN/baseline, so its report shows success with and without latency, paired by episode.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,8 @@ class EvalConfig:
     policy_args: tuple[tuple[str, Any], ...] = ()  # keyword options of the policy's factory
     backend: str = "local"  # "local" (process pool) or "ray"; results are the same
     address: str | None = None  # Ray cluster address (None: start a local Ray instance)
+    realtime: bool = False  # simulated time runs on while the policy thinks
+    latency_ms: float | None = None  # real-time mode with this fixed latency (None: measured)
 
     def validate(self) -> None:
         check_policy(self.policy)
@@ -46,6 +52,8 @@ class EvalConfig:
                                  ("--image-size", self.image_size, 16), ("--videos", self.videos, 0)):
             if value < low:
                 raise UserError(f"{name} must be at least {low} (got {value})")
+        if self.latency_ms is not None and (self.latency_ms < 0 or not self.realtime):
+            raise UserError(f"--latency-ms must be >= 0 and comes with --realtime (got {self.latency_ms})")
         if self.execute_steps is not None and self.execute_steps < 1:
             raise UserError(f"--execute-steps must be at least 1 (got {self.execute_steps})")
         if self.videos and self.cameras == ():
@@ -55,7 +63,21 @@ class EvalConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else default_run_dir(self.policy, self.task, self.seed)
+        if self.out:
+            return Path(self.out)
+        plain = default_run_dir(self.policy, self.task, self.seed)
+        if not self.realtime:
+            return plain
+        return plain.with_name(f"{plain.name}-realtime-{'measured' if self.latency_ms is None else f'{self.latency_ms:g}ms'}")
+
+    @property
+    def realtime_record(self) -> dict | None:
+        """What run.json says about real-time mode; a measured latency depends on the machine
+        and its load, so such a run cannot be replayed exactly."""
+        if not self.realtime:
+            return None
+        return {"latency_ms": self.latency_ms, "latency": "measured" if self.latency_ms is None else "fixed",
+                "reproducible": self.latency_ms is not None}
 
     def as_run_config(self) -> dict:
         return {"policy": self.policy, "task": self.task, "episodes": self.episodes,
@@ -63,7 +85,7 @@ class EvalConfig:
                 "image_size": self.image_size,
                 "cameras": list(self.cameras) if self.cameras else None,
                 "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
-                "policy_args": dict(self.policy_args) or None}
+                "policy_args": dict(self.policy_args) or None, "realtime": self.realtime_record}
 
 
 def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
@@ -72,6 +94,9 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
 
     config.validate()
     console = console or Console(stderr=True)
+    if config.realtime:
+        console.print("real-time run: first the same episodes without latency (baseline/)")
+        evaluate(replace(config, realtime=False, latency_ms=None, out=config.run_dir / "baseline"), console)
     store = RunStore(config.run_dir)
     run = store.open(config.as_run_config(), overwrite=config.overwrite)
     pending = [i for i in range(config.episodes)
@@ -84,7 +109,8 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
                      cameras=config.cameras, image_size=config.image_size,
                      execute_steps=config.execute_steps, timeout_s=config.timeout_s,
                      videos=config.videos, video_dir=str(store.dir / "videos"),
-                     checkpoint=config.checkpoint, policy_args=config.policy_args)
+                     checkpoint=config.checkpoint, policy_args=config.policy_args,
+                     realtime=config.realtime, latency_ms=config.latency_ms)
     successes = {"n": 0, "done": 0}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),

@@ -50,10 +50,32 @@ def check_task(name: str) -> str:
     return name
 
 
+# `remote:ws://HOST:PORT` names any openpi-protocol server; it is not in POLICIES, so "all"
+# never includes it.
+REMOTE = ("pi0bench.policies.remote:make_remote",
+          "any openpi-protocol policy server (openpi's own, or `pi0bench serve`); "
+          "--policy-arg timeout_s=30 layout=auto|native|aloha|droid")
+REMOTE_EXAMPLE = "remote:ws://HOST:PORT"
+
+
+def is_remote(name: str) -> bool:
+    return name.startswith("remote:")
+
+
 def check_policy(name: str) -> str:
+    if is_remote(name):
+        from pi0bench.policies.remote import check_url
+
+        check_url(name)
+        return name
     if name not in POLICIES:
-        raise UserError(f"unknown policy {name!r}; choose from: {', '.join(sorted(POLICIES))}")
+        raise UserError(f"unknown policy {name!r}; choose from: {', '.join(sorted(POLICIES))}, "
+                        f"or {REMOTE_EXAMPLE}")
     return name
+
+
+def _factory(name: str) -> str:
+    return REMOTE[0] if is_remote(check_policy(name)) else POLICIES[name][0]
 
 
 def make_task(name: str):
@@ -61,7 +83,7 @@ def make_task(name: str):
 
 
 def describe_policy(name: str) -> str:
-    return POLICIES[check_policy(name)][1]
+    return REMOTE[1] if is_remote(check_policy(name)) else POLICIES[name][1]
 
 
 def check_checkpoint(name: str, checkpoint: str | None) -> None:
@@ -71,8 +93,8 @@ def check_checkpoint(name: str, checkpoint: str | None) -> None:
 
 def policy_options(name: str) -> list[str]:
     """The keyword options a policy's factory takes beyond (env, checkpoint)."""
-    factory = _load(POLICIES[check_policy(name)][0])
-    return [p for p in inspect.signature(factory).parameters if p not in ("env", "checkpoint")]
+    factory = _load(_factory(name))
+    return [p for p in inspect.signature(factory).parameters if p not in ("env", "checkpoint", "url")]
 
 
 def check_policy_args(name: str, args: dict[str, Any]) -> None:
@@ -87,7 +109,11 @@ def make_policy(name: str, env, checkpoint: str | None = None, args: dict[str, A
     """Build a policy for `env` (its action space, robot and task are what factories need)."""
     check_checkpoint(name, checkpoint)
     check_policy_args(name, args or {})
-    factory = _load(POLICIES[check_policy(name)][0])
+    factory = _load(_factory(name))
+    if is_remote(name):
+        from pi0bench.policies.remote import check_url
+
+        return factory(env, check_url(name), **(args or {}))
     return factory(env, checkpoint, **(args or {})) if name in RECIPES else factory(env, **(args or {}))
 
 

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pi0bench.stats import summarize  # noqa: E402
+from pi0bench.stats import outcomes, summarize, summarize_cell  # noqa: E402
 
 _MAX_LISTED_ERRORS = 20
 _MAX_ERROR_CHARS = 500
@@ -148,6 +148,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
             lines.append("| " + " | ".join(map(_md_escape, section.headers)) + " |")
             lines.append("|" + "---|" * len(section.headers))
             lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in section.rows]
+            if section.items:
+                lines.append("")  # a list straight after a table would be read as a table row
         lines += [f"- {item}" for item in section.items]
         if section.plot:
             lines.append(f"![{section.title}]({section.plot})")
@@ -257,6 +259,50 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def latency_effect(run_dir: Path, episodes: pd.DataFrame) -> dict | None:
+    """A real-time run against its baseline/ (the same episodes without latency), paired by
+    episode index; None until both have episodes in common."""
+    from pi0bench.paired import paired_comparison
+    from pi0bench.store import RunStore
+
+    baseline_dir = Path(run_dir) / "baseline"
+    baseline = RunStore(baseline_dir).load() if (baseline_dir / "episodes").is_dir() else pd.DataFrame()
+    if baseline.empty or episodes.empty:
+        return None
+    both = sorted(set(baseline["episode"]) & set(episodes["episode"]))
+    if not both:
+        return None
+    late = episodes.set_index("episode").loc[both].reset_index()
+    plain = baseline.set_index("episode").loc[both].reset_index()
+    _, late_success, late_score = outcomes(late)
+    _, plain_success, plain_score = outcomes(plain)
+    return {"episodes": len(both), "without_latency": summarize_cell(plain), "with_latency": summarize_cell(late),
+            "waiting_fraction": float((late["delay_steps"] / late["steps"].clip(lower=1)).mean()),
+            "paired": paired_comparison(late_success, plain_success, late_score, plain_score)}
+
+
+def _latency_section(effect: dict, realtime: dict) -> Section:
+    how = (f"fixed {realtime['latency_ms']:g} ms" if realtime.get("latency_ms") is not None
+           else "measured per call (not exactly reproducible)")
+    rows = [[name, how if key == "with_latency" else "none", str(cell["episodes"]), _success_text(cell),
+             _score_text(cell), f"{cell['latency_mean_ms']:.1f}"]
+            for name, key in (("without latency", "without_latency"), ("with latency", "with_latency"))
+            for cell in [effect[key]]]
+    paired = effect["paired"]
+    return Section(
+        "Latency (real-time mode)",
+        headers=["condition", "latency", "episodes", "success [95% CI]", "mean score [95% CI]",
+                 "policy call mean (ms)"],
+        rows=rows,
+        items=[f"same initial states, paired by episode: success lost in {paired['success']['only_b']} and "
+               f"gained in {paired['success']['only_a']} episodes (McNemar exact p = "
+               f"{paired['success']['p_value']:.3g}); score difference {paired['score_difference']:+.3f} "
+               f"[{paired['score_difference_ci'][0]:+.3f}, {paired['score_difference_ci'][1]:+.3f}]",
+               f"control steps spent waiting on the policy: {100 * effect['waiting_fraction']:.1f} % "
+               "of each episode"],
+    )
+
+
 def write_report(run_dir: Path, run_config: dict, episodes: pd.DataFrame) -> dict:
     """Summarize the episodes and write summary.json, report.md, report.html and success.png."""
     run_dir = Path(run_dir)
@@ -265,6 +311,10 @@ def write_report(run_dir: Path, run_config: dict, episodes: pd.DataFrame) -> dic
     summary = {"run": run_config, "cells": cells}
     title = _title(run_config, cells)
     sections = _sections(summary, _error_items(episodes))
+    effect = latency_effect(run_dir, episodes) if run_config.get("realtime") else None
+    if effect:
+        summary["realtime"] = effect
+        sections.insert(2, _latency_section(effect, run_config["realtime"]))
     png = _plot_png(cells)
     # default=str: configs may carry Paths and the like; the record should not fail on them.
     write_atomic(run_dir / "summary.json",

@@ -4,11 +4,21 @@ An episode's initial state depends only on (task, base seed, episode index) — 
 worker count, the order episodes finish in, or the policy — so two policies in a comparison
 see identical starts. A policy that raises, returns a malformed chunk, or overruns its time
 budget ends its episode as an error record; nothing propagates out of `run_episode`.
+
+Real-time mode (`realtime=True`): the world does not pause while the policy thinks. A call
+that takes L ms (measured, or `latency_ms` when fixed) costs ceil(L * control_hz / 1000)
+control steps, played *before* the new chunk starts: the robot goes on with the rows of the
+previous chunk it was not asked to execute, and once they run out holds the last commanded
+action (at the start of an episode: the pose it is in). The new chunk then starts from its
+first row, computed from the observation taken before the call — the way a synchronous
+deployment without latency compensation behaves. With zero latency this is exactly the
+normal loop.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 import time
@@ -37,6 +47,7 @@ class EpisodeRecord:
     latency_mean_ms: float
     latency_p95_ms: float
     error: str
+    delay_steps: int = 0  # control steps played while waiting on the policy (real-time mode)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,44 +104,72 @@ def check_chunk(chunk, action_dim: int) -> np.ndarray:
     return array
 
 
+def delay_steps(latency_ms: float, control_hz: float) -> int:
+    """Whole control steps that pass while a policy call of `latency_ms` runs (rounded up:
+    the chunk is not there until the call has returned)."""
+    return max(0, math.ceil(latency_ms * control_hz / 1000.0 - 1e-9))
+
+
 def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode: int,
                 execute_steps: int | None = None, timeout_s: float | None = None,
-                frames: list | None = None) -> EpisodeRecord:
+                frames: list | None = None, realtime: bool = False,
+                latency_ms: float | None = None) -> EpisodeRecord:
     """Play one episode. `frames`, when given, receives every control step's camera images
-    (for videos); otherwise observations are rendered only when the policy will read them."""
+    (for videos); otherwise observations are rendered only when the policy will read them.
+    `realtime` lets simulated time run on during each policy call (module docstring)."""
     started = time.perf_counter()
     ep_seed = episode_seed(task, seed, episode)
     latencies: list[float] = []
-    steps, error, info = 0, "", {}
+    steps, waited, error, info = 0, 0, "", {}
     execute = execute_steps or getattr(policy, "execute_steps", None)
     action_dim = env.action_space.shape[0]
+    base = env.unwrapped
+
+    def play(action, observe: bool):
+        nonlocal obs, info, steps
+        if observe or frames is not None:
+            obs, _, terminated, truncated, info = env.step(action)
+            _keep_frame(frames, obs)
+        else:
+            _, terminated, truncated, info = base.advance(action)
+        steps += 1
+        return terminated or truncated
+
     try:
         obs, info = env.reset(seed=ep_seed)
         policy.reset(task, ep_seed)
         _keep_frame(frames, obs)
+        leftover = np.zeros((0, action_dim), np.float32)  # rows of the last chunk not executed
+        held = base.hold_action() if realtime else None
         done = False
         while not done:
             call_start = time.perf_counter()
             with call_timeout(timeout_s):
                 raw = policy.act(obs)
-            latencies.append((time.perf_counter() - call_start) * 1000.0)
+            elapsed_ms = (time.perf_counter() - call_start) * 1000.0
+            latencies.append(elapsed_ms)
             chunk = check_chunk(raw, action_dim)
+            if realtime:
+                for _ in range(delay_steps(elapsed_ms if latency_ms is None else latency_ms,
+                                           base.robot.control_hz)):
+                    if len(leftover):
+                        held, leftover = leftover[0], leftover[1:]
+                    waited += 1
+                    done = play(held, observe=False)
+                    if done:
+                        break
+                if done:
+                    break
+                leftover = chunk[execute:] if execute else chunk[len(chunk):]
             chunk = chunk[: execute] if execute else chunk
             for k, action in enumerate(chunk):
-                last = k == len(chunk) - 1
-                if last or frames is not None:
-                    obs, _, terminated, truncated, info = env.step(action)
-                    _keep_frame(frames, obs)
-                else:
-                    _, terminated, truncated, info = env.unwrapped.advance(action)
-                steps += 1
-                done = terminated or truncated
+                held = action
+                done = play(action, observe=k == len(chunk) - 1)
                 if done:
                     break
     except Exception as exc:  # noqa: BLE001 - any failure becomes this episode's error record
         error = f"{type(exc).__name__}: {exc}".strip()[:2000]
 
-    base = env.unwrapped
     if error:
         success, points, stages = False, 0.0, {}
     else:
@@ -143,7 +182,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         max_points=base.task.max_points, stages=json.dumps(stages), steps=steps,
         sim_seconds=float(base.data.time), wall_seconds=time.perf_counter() - started,
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
-        error=error,
+        error=error, delay_steps=waited,
     )
 
 

@@ -35,6 +35,8 @@ class EpisodeJob:
     video_dir: str
     checkpoint: str | None = None
     policy_args: tuple[tuple[str, Any], ...] = ()
+    realtime: bool = False
+    latency_ms: float | None = None  # fixed latency in real-time mode (None: measured)
 
 
 class EpisodeRunner:
@@ -53,7 +55,8 @@ class EpisodeRunner:
         frames = [] if episode < job.videos else None
         record = run_episode(self.env, self.policy, task=job.task, policy_name=job.policy,
                              seed=job.seed, episode=episode, execute_steps=job.execute_steps,
-                             timeout_s=job.timeout_s, frames=frames)
+                             timeout_s=job.timeout_s, frames=frames, realtime=job.realtime,
+                             latency_ms=job.latency_ms)
         if frames:
             from pi0bench.video import write_video
 
@@ -62,6 +65,8 @@ class EpisodeRunner:
         return record
 
     def close(self) -> None:
+        if hasattr(self.policy, "close"):  # e.g. a remote policy's connection
+            self.policy.close()
         self.env.close()
 
 
