@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,24 @@ def test_the_robot_finishes_the_previous_chunk_then_holds_while_the_policy_think
     # 2-4 of chunk 1 while it thinks, then the last of them held, then rows 0-1 of chunk 2 ...
     assert offsets == [0, 0, 0, 0, 0, 10, 11, 12, 13, 14, 14, 14, 20, 21, 22, 23, 24, 24, 24, 30]
     assert record.delay_steps == 15 and record.steps == 20
+    env.close()
+
+
+class _Slow(_CountingChunks):
+    """Thinks for 60 ms a call: 2 control steps at 20 Hz when the latency is measured."""
+
+    def act(self, obs: dict) -> np.ndarray:
+        time.sleep(0.06)
+        return super().act(obs)
+
+
+def test_measured_latency_advances_the_world_by_what_the_call_took():
+    env = TaskEnv("drawer_tidy", cameras=())
+    env.max_steps = 20
+    policy = _Slow(env.robot.home.copy())
+    record = run_episode(env, policy, task="drawer_tidy", policy_name="slow", seed=0, episode=0, realtime=True)
+    # every call costs at least 2 steps of waiting (the last may be cut short by the episode end)
+    assert record.delay_steps >= 2 * (policy.calls - 1) + 1 and record.latency_mean_ms >= 60.0
     env.close()
 
 
