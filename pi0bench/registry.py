@@ -29,6 +29,9 @@ POLICIES: dict[str, tuple[str, str]] = {
     "dp": ("pi0bench.policies.dp.policy:make_dp",
            "Diffusion Policy, CNN U-Net + DDIM (default results/checkpoints/dp-small-TASK; "
            "--policy-arg inference_steps=N)"),
+    "octo": ("pi0bench.policies.octo.policy:make_octo",
+             "Octo, readout-token transformer + diffusion head, multi-task, trained from scratch "
+             "(default results/checkpoints/octo-tiny; --checkpoint DIR)"),
 }
 # Trainable policies -> the recipe the training pipeline builds, batches and scores them with.
 # They load weights, so they (and only they) take --checkpoint.
@@ -36,6 +39,7 @@ RECIPES: dict[str, str] = {
     "pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe",
     "act": "pi0bench.policies.act.recipe:ActRecipe",
     "dp": "pi0bench.policies.dp.recipe:DpRecipe",
+    "octo": "pi0bench.policies.octo.recipe:OctoRecipe",
 }
 
 
