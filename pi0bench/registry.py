@@ -29,6 +29,12 @@ POLICIES: dict[str, tuple[str, str]] = {
     "dp": ("pi0bench.policies.dp.policy:make_dp",
            "Diffusion Policy, CNN U-Net + DDIM (default results/checkpoints/dp-small-TASK; "
            "--policy-arg inference_steps=N)"),
+    "openvla": ("pi0bench.policies.openvla.policy:make_openvla",
+                "OpenVLA, SigLIP+DINOv2 into a Llama LM, 256-bin action tokens decoded one action a call "
+                "(default results/checkpoints/openvla-small)"),
+    "openvla-oft": ("pi0bench.policies.openvla.policy:make_openvla_oft",
+                    "OpenVLA-OFT, parallel decoding of an 8-step chunk with an L1 regression head "
+                    "(default results/checkpoints/openvla-oft-small)"),
 }
 # Trainable policies -> the recipe the training pipeline builds, batches and scores them with.
 # They load weights, so they (and only they) take --checkpoint.
@@ -36,6 +42,8 @@ RECIPES: dict[str, str] = {
     "pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe",
     "act": "pi0bench.policies.act.recipe:ActRecipe",
     "dp": "pi0bench.policies.dp.recipe:DpRecipe",
+    "openvla": "pi0bench.policies.openvla.recipe:OpenVlaRecipe",
+    "openvla-oft": "pi0bench.policies.openvla.recipe:OpenVlaOftRecipe",
 }
 
 
