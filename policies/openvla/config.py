@@ -60,8 +60,8 @@ class OpenVlaConfig:
 OPENVLA_7B = OpenVlaConfig()
 # 2.0M parameters. 8 px patches of 64 px images (64 patches, as pi0-small); both towers fused,
 # as in the released model; the byte tokenizer's 260 ids plus 256 action ids. The LM costs
-# ~85 % of a training step (the byte-level prompt is ~80 tokens), so it is 128 wide: a batch
-# of 32 takes ~0.3 s on 2 cores (0.5 s for OFT's longer sequence); 192 wide took ~0.55 s.
+# ~85 % of a training step (the byte-level prompt is 61-87 tokens), so it is 128 wide: a batch
+# of 32 takes ~0.3 s on 2 cores (~0.5 s with OFT's longer sequence; README, Speed).
 OPENVLA_SMALL = OpenVlaConfig(
     name="openvla-small", image_size=64, patch_size=8,
     siglip=TowerConfig(width=128, mlp=512, layers=2, heads=4), dino=TowerConfig(width=96, mlp=384, layers=2, heads=4),
