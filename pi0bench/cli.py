@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pi0bench.errors import UserError
+from pi0bench.registry import RECIPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Evaluate robot policies on the π0 paper's tasks, re-created in MuJoCo.")
@@ -210,10 +211,11 @@ def demos(
 
 @app.command("train")
 def train_(
-    policy: str = typer.Option(..., help="trainable policy (pi0, act, dp)"),
+    policy: str = typer.Option(..., help=f"trainable policy ({', '.join(RECIPES)})"),
     data: list[Path] = typer.Option(..., help="dataset directory from `pi0bench demos`; repeat for several tasks"),
     out_dir: Path = typer.Option(..., "--out", help="run directory; rerunning the same command resumes it"),
-    model: Optional[str] = typer.Option(None, help="model size: pi0-small|pi0, act-small|act, dp-small|dp "
+    model: Optional[str] = typer.Option(None, help="model size: pi0-small|pi0, act-small|act, dp-small|dp, "
+                                                   "openvla-small|openvla-7b, openvla-oft-small "
                                                    "(default: the small one)"),
     steps: int = typer.Option(2000, help="optimizer steps"),
     batch_size: int = typer.Option(32, help="windows per step"),

@@ -32,6 +32,12 @@ POLICIES: dict[str, tuple[str, str]] = {
     "octo": ("pi0bench.policies.octo.policy:make_octo",
              "Octo, readout-token transformer + diffusion head, multi-task, trained from scratch "
              "(default results/checkpoints/octo-tiny; --checkpoint DIR)"),
+    "openvla": ("pi0bench.policies.openvla.policy:make_openvla",
+                "OpenVLA, SigLIP+DINOv2 into a Llama LM, 256-bin action tokens decoded one action a call "
+                "(default results/checkpoints/openvla-small)"),
+    "openvla-oft": ("pi0bench.policies.openvla.policy:make_openvla_oft",
+                    "OpenVLA-OFT, parallel decoding of an 8-step chunk with an L1 regression head "
+                    "(default results/checkpoints/openvla-oft-small)"),
 }
 # Trainable policies -> the recipe the training pipeline builds, batches and scores them with.
 # They load weights, so they (and only they) take --checkpoint.
@@ -40,6 +46,8 @@ RECIPES: dict[str, str] = {
     "act": "pi0bench.policies.act.recipe:ActRecipe",
     "dp": "pi0bench.policies.dp.recipe:DpRecipe",
     "octo": "pi0bench.policies.octo.recipe:OctoRecipe",
+    "openvla": "pi0bench.policies.openvla.recipe:OpenVlaRecipe",
+    "openvla-oft": "pi0bench.policies.openvla.recipe:OpenVlaOftRecipe",
 }
 
 

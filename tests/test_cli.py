@@ -13,6 +13,8 @@ import pytest
 
 from conftest import check_run_contract
 
+from pi0bench.registry import POLICIES
+
 PI0BENCH = [sys.executable, "-m", "pi0bench.cli"]
 
 
@@ -29,7 +31,7 @@ def test_tasks_and_policies_are_listed():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--policy", "nope", "--task", "drawer_tidy"], "unknown policy 'nope'; choose from: act, dp, hold, octo, pi0, random, scripted"),
+    (["--policy", "nope", "--task", "drawer_tidy"], f"unknown policy 'nope'; choose from: {', '.join(sorted(POLICIES))}"),
     (["--policy", "hold", "--task", "nope"], "unknown task 'nope'; choose from: drawer_tidy, paper_towel_replace, towel_fold"),
     (["--policy", "hold", "--task", "towel_fold", "--cameras", "base"], "unknown camera 'base' for the aloha robot"),
     (["--policy", "scripted", "--task", "towel_fold", "--cameras", "none", "--videos", "1"],
