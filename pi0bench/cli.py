@@ -66,7 +66,7 @@ def eval_(
                    "nothing, for privileged-state policies such as scripted"),
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
     overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
-    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0, act, dp)"),
+    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0, act, dp, octo, openvla, openvla-oft)"),
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
                                                   "(act: temporal_ensemble=0.01; dp: inference_steps=16)"),
     backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
@@ -215,7 +215,7 @@ def train_(
     data: list[Path] = typer.Option(..., help="dataset directory from `pi0bench demos`; repeat for several tasks"),
     out_dir: Path = typer.Option(..., "--out", help="run directory; rerunning the same command resumes it"),
     model: Optional[str] = typer.Option(None, help="model size: pi0-small|pi0, act-small|act, dp-small|dp, "
-                                                   "openvla-small|openvla-7b, openvla-oft-small "
+                                                   "octo-tiny|octo-small, openvla-small|openvla-7b, openvla-oft-small "
                                                    "(default: the small one)"),
     steps: int = typer.Option(2000, help="optimizer steps"),
     batch_size: int = typer.Option(32, help="windows per step"),
