@@ -20,11 +20,13 @@ TASKS    ?= all
 venv: $(STAMP)
 
 # torch is installed first and pinned, so no later dependency can pull a CUDA build.
+# robosuite comes without its declared requirements (see the [robosuite] extra in pyproject.toml).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,ray]' torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,ray,robosuite]' torch==2.13.0
+	$(PY) -m pip install -q --no-deps robosuite==1.5.2
 	touch $(STAMP)
 
 # openpi's own client (pins numpy<2) in a venv of its own, for the interop test.

@@ -9,12 +9,15 @@ import numpy as np
 class CameraRenderer:
     """Renders named cameras at a fixed size. Create it inside the process that uses it."""
 
-    def __init__(self, model: mujoco.MjModel, height: int, width: int):
+    def __init__(self, model: mujoco.MjModel, height: int, width: int,
+                 option: mujoco.MjvOption | None = None):
+        """`option`: what to show (e.g. which geom groups); MuJoCo's defaults when None."""
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
         self._renderer = mujoco.Renderer(model, height=height, width=width)
         self._camera_ids = {}
         self._model = model
+        self._option = option
 
     def camera_id(self, name: str) -> int:
         if name not in self._camera_ids:
@@ -24,7 +27,7 @@ class CameraRenderer:
     def render(self, data: mujoco.MjData, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
         frames = {}
         for name in cameras:
-            self._renderer.update_scene(data, camera=self.camera_id(name))
+            self._renderer.update_scene(data, camera=self.camera_id(name), scene_option=self._option)
             frames[name] = self._renderer.render().copy()
         return frames
 

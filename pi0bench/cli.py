@@ -21,8 +21,9 @@ err = Console(stderr=True)
 
 @app.command()
 def tasks() -> None:
-    """List the tasks: robot, instruction, episode length, rubric."""
-    from pi0bench.registry import TASKS, make_task
+    """List the tasks: robot, instruction, episode length, rubric; then those of task families
+    (robosuite/<Env>) when their extra is installed, or how to install it."""
+    from pi0bench.registry import TASKS, make_task, task_families
 
     table = Table(title="tasks")
     for column in ("task", "robot", "instruction", "seconds", "rubric (points)"):
@@ -34,6 +35,19 @@ def tasks() -> None:
         table.add_row(name, f"{robot.name} ({robot.action_dim}-D @ {robot.control_hz:g} Hz)",
                       task.instruction, f"{task.episode_seconds:g}", rubric)
     out.print(table)
+    for family, module in task_families().items():
+        reason = module.unavailable()
+        if reason:
+            out.print(reason, soft_wrap=True, markup=False)
+            continue
+        table = Table(title=f"{family} tasks (success: {family}'s own check, 1 point)")
+        for column in ("task", "robot", "action: controller[slice]", "instruction", "seconds"):
+            table.add_column(column)
+        for name, task in module.TASKS.items():
+            robot = task.make_robot()
+            table.add_row(name, f"{robot.name} ({robot.action_dim}-D @ {robot.control_hz:g} Hz)",
+                          robot.controller, task.instruction, f"{task.episode_seconds:g}")
+        out.print(table)
 
 
 @app.command()

@@ -54,7 +54,7 @@ def parse_names(text: str | None, known: dict, kind: str) -> tuple[str, ...]:
 
 
 def cell_dir(out: Path, policy: str, task: str) -> Path:
-    return Path(out) / "cells" / f"{safe_name(policy)}-{task}"
+    return Path(out) / "cells" / f"{safe_name(policy)}-{safe_name(task)}"
 
 
 def unfit_reason(policy: str, task: str) -> str | None:
@@ -62,9 +62,9 @@ def unfit_reason(policy: str, task: str) -> str | None:
     this: building one for the task's env checks its checkpoint against the robot."""
     if policy not in RECIPES:
         return None
-    from pi0bench.envs.task_env import TaskEnv
+    from pi0bench.registry import make_env
 
-    env = TaskEnv(task, cameras=())
+    env = make_env(task, cameras=())
     try:
         make_policy(policy, env)
     except UserError as exc:

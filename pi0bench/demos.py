@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from pi0bench.envs.task_env import TaskEnv
 from pi0bench.errors import UserError
 from pi0bench.lerobot_dataset import LeRobotWriter
-from pi0bench.registry import check_task, make_policy
+from pi0bench.registry import check_task, make_env, make_policy
 from pi0bench.rollout import episode_seed
 
 NOISE_CORRELATION = 0.1  # per control step: the noise wanders over ~10 steps
@@ -48,7 +47,7 @@ class DemoConfig:
             raise UserError(f"{out} already exists and is not empty; choose another --out")
 
 
-def record_episode(env: TaskEnv, expert, seed: int, noise: float) -> tuple[dict, bool]:
+def record_episode(env, expert, seed: int, noise: float) -> tuple[dict, bool]:
     """Play one noisy expert episode; returns what it saw and did, and whether it succeeded."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     obs, info = env.reset(seed=seed)
@@ -78,7 +77,7 @@ def record_demos(config: DemoConfig, console: Console | None = None) -> dict:
     dataset; returns the counts."""
     config.validate()
     console = console or Console(stderr=True)
-    env = TaskEnv(config.task, cameras=config.cameras, image_size=config.image_size)
+    env = make_env(config.task, cameras=config.cameras, image_size=config.image_size)
     expert = make_policy("scripted", env)
     robot = env.robot
     action_names = _action_names(robot)

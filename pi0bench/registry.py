@@ -13,6 +13,11 @@ TASKS: dict[str, str] = {
     "towel_fold": "pi0bench.tasks.towel_fold:TowelFold",
     "paper_towel_replace": "pi0bench.tasks.paper_towel_replace:PaperTowelReplace",
 }
+# Task families of optional extras: a name "<family>/<Env>" is resolved by the family's module
+# (its TASKS, unavailable(), check_task, make_task and make_env). They are not among "all".
+TASK_FAMILIES: dict[str, str] = {
+    "robosuite": "pi0bench.tasks.robosuite_tasks",
+}
 
 # name -> (factory, one-line description)
 POLICIES: dict[str, tuple[str, str]] = {
@@ -56,9 +61,25 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def task_families() -> dict[str, Any]:
+    """Each task family's module, by family name."""
+    return {family: importlib.import_module(target) for family, target in TASK_FAMILIES.items()}
+
+
+def task_family(name: str):
+    """The module of the family a task name belongs to, or None for the project's own tasks."""
+    family, slash, _ = name.partition("/")
+    return importlib.import_module(TASK_FAMILIES[family]) if slash and family in TASK_FAMILIES else None
+
+
 def check_task(name: str) -> str:
+    family = task_family(name)
+    if family is not None:
+        return family.check_task(name)
     if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; choose from: {', '.join(sorted(TASKS))}")
+        families = "".join(f", {f}/<Env>" for f in TASK_FAMILIES)
+        raise UserError(f"unknown task {name!r}; choose from: {', '.join(sorted(TASKS))}{families} "
+                        "(see pi0bench tasks)")
     return name
 
 
@@ -91,7 +112,19 @@ def _factory(name: str) -> str:
 
 
 def make_task(name: str):
-    return _load(TASKS[check_task(name)])()
+    family = task_family(check_task(name))
+    return family.make_task(name) if family else _load(TASKS[name])()
+
+
+def make_env(name: str, cameras: tuple[str, ...] | None = None, image_size: int = 128):
+    """The gymnasium env a task runs in: TaskEnv for the project's tasks, the family's own for
+    a family's (every policy then drives either through the same loop)."""
+    family = task_family(check_task(name))
+    if family is not None:
+        return family.make_env(name, cameras=cameras, image_size=image_size)
+    from pi0bench.envs.task_env import TaskEnv
+
+    return TaskEnv(name, cameras=cameras, image_size=image_size)
 
 
 def describe_policy(name: str) -> str:

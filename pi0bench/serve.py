@@ -75,11 +75,11 @@ class PolicyServer:
     answers connections."""
 
     def __init__(self, config: ServeConfig):
-        from pi0bench.envs.task_env import TaskEnv
+        from pi0bench.registry import make_env
 
         config.validate()
         self.config = config
-        self.env = TaskEnv(config.task, cameras=config.cameras)
+        self.env = make_env(config.task, cameras=config.cameras)
         self._spare = self._new_policy()  # fails fast on a bad checkpoint; the first client gets it
         robot = self.env.robot
         self.metadata = {
@@ -118,7 +118,8 @@ class PolicyServer:
             if not (isinstance(spec, dict) and isinstance(spec.get("seed"), int)):
                 raise LayoutError(f"{RESET_KEY} needs a map with an integer 'seed'")
             return (lambda: policy.reset(str(spec.get("task", self.config.task)), int(spec["seed"]))), True
-        obs = from_wire(message, robot=self.env.robot.name, state_dim=self.env.robot.action_dim,
+        obs = from_wire(message, robot=self.env.robot.name,
+                        state_dim=self.env.observation_space["state"].shape[0],
                         cameras=self.env.cameras, default_prompt=self.env.task.instruction)
         return (lambda: self._infer(policy, obs)), False
 

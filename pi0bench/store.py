@@ -24,7 +24,7 @@ from pi0bench.errors import UserError
 # Config keys that decide what an episode is: a run directory only resumes with the same ones.
 IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras", "checkpoint",
                  "policy_args", "realtime")
-PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas")
+PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas", "robosuite")
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -48,18 +48,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def safe_name(name: str) -> str:
-    """A policy name (which may be a URL or path) as a file-name component."""
+    """A policy name (which may be a URL or path) or task name ("robosuite/Lift") as a file-name
+    component."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def episode_stem(policy: str, task: str, seed: int, episode: int) -> str:
     """The file name (without suffix) of one episode's record and video."""
-    return f"{safe_name(policy)}__{task}__s{seed}__e{episode:06d}"
+    return f"{safe_name(policy)}__{safe_name(task)}__s{seed}__e{episode:06d}"
 
 
 def default_run_dir(policy: str, task: str, seed: int) -> Path:
     """Deterministic, so re-running the same command finds (and resumes) the same run."""
-    return Path("results") / "runs" / f"{safe_name(policy)}-{task}-seed{seed}"
+    return Path("results") / "runs" / f"{safe_name(policy)}-{safe_name(task)}-seed{seed}"
 
 
 def _git_revision() -> str:

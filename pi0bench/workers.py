@@ -43,11 +43,10 @@ class EpisodeRunner:
     """An env + policy pair that plays episodes one after another."""
 
     def __init__(self, job: EpisodeJob):
-        from pi0bench.envs.task_env import TaskEnv
-        from pi0bench.registry import make_policy
+        from pi0bench.registry import make_env, make_policy
 
         self.job = job
-        self.env = TaskEnv(job.task, cameras=job.cameras, image_size=job.image_size)
+        self.env = make_env(job.task, cameras=job.cameras, image_size=job.image_size)
         self.policy = make_policy(job.policy, self.env, job.checkpoint, dict(job.policy_args))
 
     def run(self, episode: int) -> EpisodeRecord:

@@ -27,12 +27,14 @@ class RandomPolicy:
 
 
 class HoldPolicy:
-    """Keeps the pose the episode started in."""
+    """Keeps the pose the episode started in: sends the first state back as the target, or,
+    for robots driven by relative commands (robosuite's controllers), the `still` action."""
 
     execute_steps = None
 
-    def __init__(self, chunk: int = 20):
+    def __init__(self, chunk: int = 20, still: np.ndarray | None = None):
         self.chunk = chunk
+        self.still = still
         self.metadata = {"name": "hold", "version": "1", "checkpoint": ""}
         self._initial: np.ndarray | None = None
 
@@ -41,7 +43,8 @@ class HoldPolicy:
 
     def act(self, obs: dict) -> np.ndarray:
         if self._initial is None:
-            self._initial = np.asarray(obs["state"], np.float32).copy()
+            start = obs["state"] if self.still is None else self.still
+            self._initial = np.asarray(start, np.float32).copy()
         return np.repeat(self._initial[None], self.chunk, axis=0)
 
 
@@ -50,4 +53,4 @@ def make_random(env) -> RandomPolicy:
 
 
 def make_hold(env) -> HoldPolicy:
-    return HoldPolicy()
+    return HoldPolicy(still=getattr(env.robot, "still_action", None))
