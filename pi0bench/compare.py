@@ -3,8 +3,8 @@
 Each (policy, task) cell is an ordinary `eval` run under OUT/cells/POLICY-TASK, so a cell
 resumes exactly like `eval` does and can be opened on its own. Episode i of a task starts from
 the same seed for every policy (the seed depends only on task, base seed and i). A policy
-that cannot drive a task's robot (no checkpoint for that task, or one trained on another
-robot) is reported as n/a and not run.
+that cannot drive a task's robot (no checkpoint for that task, one trained on another robot,
+or `scripted` on a robosuite task, which has no expert) is reported as n/a and not run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.console import Console
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
-from pi0bench.registry import RECIPES, check_policy, check_task, make_policy
+from pi0bench.registry import check_policy, check_task, is_remote, make_policy
 from pi0bench.store import RunStore, atomic_write_text, safe_name
 
 CONFIG_FILE = "compare.json"
@@ -58,9 +58,10 @@ def cell_dir(out: Path, policy: str, task: str) -> Path:
 
 
 def unfit_reason(policy: str, task: str) -> str | None:
-    """Why `policy` cannot run `task` (None if it can). Only policies with weights can fail
-    this: building one for the task's env checks its checkpoint against the robot."""
-    if policy not in RECIPES:
+    """Why `policy` cannot run `task` (None if it can): building it for the task's env checks a
+    checkpoint against the robot, and refuses e.g. `scripted` where a task has no expert.
+    A remote policy is not built here (it would open a connection per cell)."""
+    if is_remote(policy):
         return None
     from pi0bench.registry import make_env
 

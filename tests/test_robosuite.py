@@ -382,3 +382,17 @@ def test_realtime_mode_on_a_robosuite_task_holds_still_while_waiting(tmp_path):
                         latency_ms=100.0, out=tmp_path / "rt"))
     late = pd.read_parquet(tmp_path / "rt" / "episodes")
     assert late["error"].iloc[0] == "" and late["delay_steps"].iloc[0] > 0
+
+
+@needs_robosuite
+def test_compare_marks_scripted_not_applicable_on_robosuite_and_runs_the_rest(tmp_path):
+    import json
+
+    from pi0bench.compare import CompareConfig, compare
+
+    compare(CompareConfig(policies=("scripted", "random"), tasks=("robosuite/Lift",), out=tmp_path / "cmp",
+                          episodes=1, image_size=32))
+    na = json.loads((tmp_path / "cmp" / "not_applicable.json").read_text())
+    assert [(c["policy"], c["task"]) for c in na] == [("scripted", "robosuite/Lift")]
+    assert "no scripted expert" in na[0]["reason"]
+    assert len(list((tmp_path / "cmp" / "cells").glob("random-robosuite_Lift/episodes/*.parquet"))) == 1
