@@ -30,18 +30,10 @@ from pi0bench.normalize import Normalizer
 from pi0bench.policies.openvla.config import OPENVLA_OFT_SMALL, OPENVLA_SMALL
 from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe
 from pi0bench.train import _Data, batch_indices
+from timing import best_of  # benchmarks/, the folder of the running script
 
 ROBOTS = {"franka": (8, ("base", "wrist"), "put the items in the drawer and close it"),
           "aloha": (14, ("cam_high", "cam_left_wrist", "cam_right_wrist"), "replace the paper towel roll")}
-
-
-def best_of(fn, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def unit_normalizer(dim: int) -> Normalizer:

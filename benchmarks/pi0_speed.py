@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
 
 from pi0bench.policies.pi0.config import PI0, PI0_SMALL, Pi0Config
 from pi0bench.policies.pi0.model import Pi0Model
+from timing import best_of  # benchmarks/, the folder of the running script
 
 
 def batch(cfg: Pi0Config, size: int) -> dict:
@@ -38,15 +38,6 @@ def batch(cfg: Pi0Config, size: int) -> dict:
         "actions": torch.randn(size, cfg.horizon, cfg.action_dim),
         "action_weight": torch.ones(size, cfg.horizon, cfg.action_dim),
     }
-
-
-def best_of(fn, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def macs_per_chunk(cfg: Pi0Config) -> float:

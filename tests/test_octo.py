@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_baselines import loss_falls
 from test_pi0 import synthetic_dataset
 
 from pi0bench.errors import UserError
@@ -176,20 +177,7 @@ def test_loss_falls_on_a_tiny_dataset():
     small = make_batch(b=4)
     data = {k: ([x.repeat(8, 1, 1, 1, 1) for x in v] if k == "images" else v.repeat(8, *([1] * (v.dim() - 1))))
             for k, v in small.items()}
-
-    def held_out() -> float:
-        with torch.no_grad():
-            return model.loss(data, generator=torch.Generator().manual_seed(123)).item()
-
-    before = held_out()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(100):
-        loss = model.loss(data, generator=g)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert held_out() < 0.7 * before
+    assert loss_falls(model, data, steps=100)
 
 
 def _normalizer(dim: int) -> dict:

@@ -1,47 +1,28 @@
 """Diffusion Policy as a policy the rollout loop can run.
 
 As in LeRobot, the loop hands the policy one observation every control step and the policy
-keeps what the model needs: the last `obs_steps` observations (the first one repeated at the
-start of an episode) and a queue of planned actions. When the queue is empty it denoises a
-new 16-step sequence and queues its first 8."""
+keeps the last `obs_steps` of them and a queue of planned actions (`ReplanningPolicy`). When
+the queue is empty it denoises a new 16-step sequence and queues its first 8."""
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pi0bench.checkpoint import load_for_env, require
+from pi0bench.policies.replanning import ReplanningPolicy
 from pi0bench.policies.visuomotor import default_checkpoint
 
 
-class DpPolicy:
-    execute_steps = 1  # the loop asks every step; the policy plans every `execute` steps
-
+class DpPolicy(ReplanningPolicy):
     def __init__(self, env, checkpoint: Path, inference_steps: int | None = None):
         self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, "dp")
         cfg = self.recipe.config
+        super().__init__(window=cfg.obs_steps)
         self.inference_steps = int(inference_steps or cfg.inference_steps)
         self.metadata["inference_steps"] = self.inference_steps
-        self.history: deque[dict] = deque(maxlen=cfg.obs_steps)
-        self.queue: deque[np.ndarray] = deque()
-        self._generator = torch.Generator().manual_seed(0)
-
-    def reset(self, task: str, seed: int) -> None:
-        self.history.clear()
-        self.queue.clear()
-        self._generator = torch.Generator().manual_seed(int(seed))
-
-    def act(self, obs: dict) -> np.ndarray:
-        if not self.history:
-            self.history.extend([obs] * self.history.maxlen)
-        else:
-            self.history.append(obs)
-        if not self.queue:
-            self.queue.extend(self._plan())
-        return self.queue.popleft()[None]
 
     def _plan(self) -> np.ndarray:
         cfg = self.recipe.config
