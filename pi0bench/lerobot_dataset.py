@@ -250,6 +250,13 @@ def read_meta(root: Path) -> tuple[dict, dict]:
     return info, json.loads((Path(root) / "meta/stats.json").read_text())
 
 
+def widest_dims(infos: list[dict]) -> dict[str, int]:
+    """{"state_dim", "action_dim"}: the largest over several datasets' info.json, which a
+    multi-robot model pads every robot to."""
+    return {key: max(info["features"][feature]["shape"][0] for info in infos)
+            for key, feature in (("state_dim", "observation.state"), ("action_dim", "action"))}
+
+
 def robot_normalizers(roots: list[Path]) -> dict[str, dict]:
     """Normaliser dicts per robot type, pooled over every dataset of that robot."""
     by_robot: dict[str, list] = {}

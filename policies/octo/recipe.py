@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from pi0bench.errors import UserError
+from pi0bench.lerobot_dataset import widest_dims
 from pi0bench.normalize import Normalizer
 from pi0bench.policies.octo.config import CONFIGS, OctoConfig
 from pi0bench.policies.octo.model import OctoModel
@@ -44,9 +45,7 @@ class OctoRecipe:
             if cameras > slots:
                 raise UserError(f"a {info['robot_type']} dataset has {cameras} cameras but {self.config.name} "
                                 f"has {slots} camera slots; record the demos with at most {slots} cameras")
-        dims = {key: max(info["features"][feature]["shape"][0] for info in infos)
-                for key, feature in (("state_dim", "observation.state"), ("action_dim", "action"))}
-        return type(self)(replace(self.config, **dims))
+        return type(self)(replace(self.config, **widest_dims(infos)))
 
     def config_dict(self) -> dict:
         return self.config.to_dict()

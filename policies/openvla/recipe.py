@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pi0bench.errors import UserError
+from pi0bench.lerobot_dataset import widest_dims
 from pi0bench.normalize import Normalizer
 from pi0bench.policies.openvla.action_tokenizer import ActionTokenizer, to_unit
 from pi0bench.policies.openvla.config import AUTOREGRESSIVE, CONFIGS, OFT, OFT_CONFIGS, OpenVlaConfig
@@ -71,9 +72,7 @@ class OpenVlaRecipe:
                                 "which a dataset does not record; record it with `pi0bench demos`")
         if self.config.mode != OFT:
             return self
-        widest = {key: max(info["features"][feature]["shape"][0] for info in infos)
-                  for key, feature in (("action_dim", "action"), ("state_dim", "observation.state"))}
-        return type(self)(replace(self.config, **widest))
+        return type(self)(replace(self.config, **widest_dims(infos)))
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
