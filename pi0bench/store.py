@@ -106,14 +106,19 @@ class RunStore:
                     f"{self.dir} holds a different run ({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); "
                     "use another --out, or --overwrite to start it again")
             config = {**config, "episodes": max(config["episodes"], old.get("episodes", 0))}
-        record = {
-            "config": config,
+        here = {
             "versions": _versions(),
             "git_revision": _git_revision(),
             "machine": {"host": socket.gethostname(), "platform": platform.platform(),
                         "python": platform.python_version(), "cpus": os.cpu_count()},
-            "created": previous["created"] if previous else pd.Timestamp.now("UTC").isoformat(),
         }
+        if previous is None:
+            record = {"config": config, **here, "created": pd.Timestamp.now("UTC").isoformat()}
+        else:  # the provenance of the first episodes stays; other code or machines are added
+            record = {**previous, "config": config}
+            if any(previous.get(k) != v for k, v in here.items()):
+                seen = previous.get("resumed_with", [])
+                record["resumed_with"] = seen + ([here] if here not in seen else [])
         atomic_write_text(run_json, json.dumps(record, indent=2))
         self.episodes_dir.mkdir(parents=True, exist_ok=True)
         return record

@@ -1,0 +1,24 @@
+"""run.json keeps the provenance of a run's first episodes when the run is resumed."""
+
+from __future__ import annotations
+
+import json
+
+from pi0bench import store
+from pi0bench.store import RunStore
+
+CONFIG = {"policy": "hold", "task": "drawer_tidy", "seed": 0, "episodes": 2}
+
+
+def test_resuming_keeps_the_first_provenance_and_records_later_code(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "_git_revision", lambda: "aaa")
+    first = RunStore(tmp_path).open(CONFIG)
+    RunStore(tmp_path).open(CONFIG)  # the same code again: nothing to add
+    assert "resumed_with" not in json.loads((tmp_path / "run.json").read_text())
+    monkeypatch.setattr(store, "_git_revision", lambda: "bbb")
+    RunStore(tmp_path).open({**CONFIG, "episodes": 5})
+    RunStore(tmp_path).open({**CONFIG, "episodes": 5})
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["git_revision"] == "aaa" and run["created"] == first["created"]
+    assert [r["git_revision"] for r in run["resumed_with"]] == ["bbb"]
+    assert run["config"]["episodes"] == 5
