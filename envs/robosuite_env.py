@@ -22,13 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from pi0bench.envs.render import CameraRenderer
-from pi0bench.envs.task_env import _PROMPT_CHARSET as PROMPT_CHARSET
+from pi0bench.envs.camera_env import CameraEnv
 from pi0bench.errors import UserError
 
 if TYPE_CHECKING:
@@ -105,9 +103,7 @@ def _visual_geoms_only() -> mujoco.MjvOption:
     return option
 
 
-class RobosuiteEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"]}
-
+class RobosuiteEnv(CameraEnv):
     def __init__(self, task: str | RobosuiteTask = "robosuite/Lift", cameras: tuple[str, ...] | None = None,
                  image_size: int | tuple[int, int] = 128, render_mode: str | None = None):
         from pi0bench.registry import make_task
@@ -115,27 +111,18 @@ class RobosuiteEnv(gym.Env):
         self.task = make_task(task) if isinstance(task, str) else task
         self.suite = self.task.build()
         self.robot = describe_robots(self.suite)
-        cameras = tuple(self.robot.default_cameras if cameras is None else cameras)
-        self.robot.check_cameras(cameras)
-        self.cameras = cameras
-        self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self.render_mode = render_mode
+        self._init_view(cameras, image_size, render_mode)
+        self.render_option = _visual_geoms_only()
         self.model = self.suite.sim.model._model
         self.data = self.suite.sim.data._data
         self.max_steps = int(self.suite.horizon)
-        self._renderer: CameraRenderer | None = None
 
         self._proprio = [f"robot{i}_proprio-state" for i in range(len(self.suite.robots))]
         self._suite_obs = suite_obs = self.suite.observation_spec()
         state_dim = sum(len(suite_obs[key]) for key in self._proprio)
         low, high = self.suite.action_spec
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-        image = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
-        self.observation_space = spaces.Dict({
-            "images": spaces.Dict({c: image for c in cameras}),
-            "state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
-            "prompt": spaces.Text(max_length=256, charset=PROMPT_CHARSET),
-        })
+        self.observation_space = self._observation_space(state_dim)
         self.metadata = {
             **self.metadata, "render_fps": self.robot.control_hz,
             "action": [part.to_dict() for part in self.robot.action_parts],
@@ -155,10 +142,6 @@ class RobosuiteEnv(gym.Env):
         self.success = bool(self.suite._check_success())
         return self.observe(), self._info()
 
-    def step(self, action):
-        reward, terminated, truncated, info = self.advance(action)
-        return self.observe(), reward, terminated, truncated, info
-
     def hold_action(self) -> np.ndarray:
         """What real-time mode sends while the first policy call of an episode runs."""
         return self.robot.still_action
@@ -173,15 +156,8 @@ class RobosuiteEnv(gym.Env):
         truncated = self.steps >= self.max_steps and not self.success
         return float(self.success and not before), self.success, truncated, self._info()
 
-    def render(self):
-        if self.render_mode == "rgb_array":
-            return self._render(self.cameras[:1])[self.cameras[0]]
-        return None
-
     def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        super().close()
         self.suite.close()
 
     # -- helpers -----------------------------------------------------------------------
@@ -189,23 +165,12 @@ class RobosuiteEnv(gym.Env):
     def points(self) -> float:
         return float(self.success)
 
-    @property
-    def sim_seconds(self) -> float:
-        return float(self.data.time)
-
     def observe(self) -> dict:
         return {
             "images": self._render(self.cameras),
             "state": np.concatenate([self._suite_obs[key] for key in self._proprio]).astype(np.float32),
             "prompt": self.task.instruction,
         }
-
-    def _render(self, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
-        if not cameras:
-            return {}
-        if self._renderer is None:
-            self._renderer = CameraRenderer(self.model, self.height, self.width, _visual_geoms_only())
-        return self._renderer.render(self.data, cameras)
 
     def _state_parts(self, suite_obs: dict) -> list[str]:
         """The observables that make up each robot's proprio-state, in order."""

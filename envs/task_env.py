@@ -1,7 +1,6 @@
 """The gymnasium environment every task runs in.
 
-Observation (the same for every policy, as in openpi/LeRobot):
-``{"images": {camera: HxWx3 uint8}, "state": float32[D], "prompt": str}``.
+Observation: the contract in `camera_env` (images, state, prompt).
 Action: float32[D] absolute joint targets + gripper openings in [0, 1], held for one control
 period (physics at 2 ms, so 25 substeps at 20 Hz and 10 at 50 Hz).
 Reward is the number of rubric points newly earned on the step; ``terminated`` is set when
@@ -10,30 +9,23 @@ every point is earned, ``truncated`` at the task's episode length.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from pi0bench.envs.render import CameraRenderer
+from pi0bench.envs.camera_env import CameraEnv
 
 PHYSICS_TIMESTEP = 0.002
 
 
-class TaskEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"]}
-
+class TaskEnv(CameraEnv):
     def __init__(self, task: str = "drawer_tidy", cameras: tuple[str, ...] | None = None,
                  image_size: int | tuple[int, int] = 128, render_mode: str | None = None):
         from pi0bench.registry import make_task
 
         self.task = make_task(task) if isinstance(task, str) else task
         self.robot = self.task.make_robot()
-        cameras = tuple(self.robot.default_cameras if cameras is None else cameras)
-        self.robot.check_cameras(cameras)
-        self.cameras = cameras
-        self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self.render_mode = render_mode
+        self._init_view(cameras, image_size, render_mode)
 
         self.model = self.task.build_spec().compile()
         self.model.opt.timestep = PHYSICS_TIMESTEP
@@ -42,16 +34,10 @@ class TaskEnv(gym.Env):
         self.substeps = round(1.0 / (self.robot.control_hz * PHYSICS_TIMESTEP))
         self.max_steps = round(self.task.episode_seconds * self.robot.control_hz)
         self.metadata = {**self.metadata, "render_fps": self.robot.control_hz}
-        self._renderer: CameraRenderer | None = None
 
         low, high = self.robot.action_bounds()
         self.action_space = spaces.Box(low, high, dtype=np.float32)
-        image = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
-        self.observation_space = spaces.Dict({
-            "images": spaces.Dict({c: image for c in cameras}),
-            "state": spaces.Box(-np.inf, np.inf, (self.robot.action_dim,), np.float32),
-            "prompt": spaces.Text(max_length=256, charset=_PROMPT_CHARSET),
-        })
+        self.observation_space = self._observation_space(self.robot.action_dim)
         self.steps = 0
         self.stages: dict[str, bool] = {}
 
@@ -66,10 +52,6 @@ class TaskEnv(gym.Env):
         self.steps = 0
         self.stages = self.task.evaluate(self.model, self.data)
         return self.observe(), self._info()
-
-    def step(self, action):
-        reward, terminated, truncated, info = self.advance(action)
-        return self.observe(), reward, terminated, truncated, info
 
     def hold_action(self) -> np.ndarray:
         """The action that keeps the robot where it is (real-time mode holds it while the
@@ -90,32 +72,10 @@ class TaskEnv(gym.Env):
         truncated = self.steps >= self.max_steps and not terminated
         return self.points - before, bool(terminated), bool(truncated), self._info()
 
-    def render(self):
-        if self.render_mode == "rgb_array":
-            frames = self._render(self.cameras[:1])
-            return frames[self.cameras[0]]
-        return None
-
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
     # -- helpers -----------------------------------------------------------------------
     @property
     def points(self) -> float:
         return float(sum(s.points for s in self.task.stages if self.stages.get(s.name)))
-
-    @property
-    def sim_seconds(self) -> float:
-        return float(self.data.time)
-
-    def _render(self, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
-        if not cameras:
-            return {}
-        if self._renderer is None:
-            self._renderer = CameraRenderer(self.model, self.height, self.width)
-        return self._renderer.render(self.data, cameras)
 
     def observe(self) -> dict:
         """The observation of the current state (what `step` returns after advancing)."""
@@ -133,5 +93,3 @@ class TaskEnv(gym.Env):
             "is_success": self.points >= self.task.max_points,
         }
 
-
-_PROMPT_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-!?")

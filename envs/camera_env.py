@@ -1,0 +1,67 @@
+"""What every env the rollout loop drives shares: the observation contract and its cameras.
+
+Observation (the same for every policy, as in openpi/LeRobot):
+``{"images": {camera: HxWx3 uint8}, "state": float32[D], "prompt": str}``. A subclass provides
+`robot` (with `cameras`, `default_cameras`, `check_cameras`), `model`, `data`, `advance(action)`
+and `observe()`; this base renders only the cameras asked for, with one renderer made on first
+use, inside the process that uses it.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from pi0bench.envs.render import CameraRenderer
+
+PROMPT_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-!?")
+
+
+class CameraEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"]}
+    render_option: mujoco.MjvOption | None = None  # what the cameras show (MuJoCo's default: all)
+
+    def _init_view(self, cameras: tuple[str, ...] | None, image_size: int | tuple[int, int],
+                   render_mode: str | None) -> None:
+        """Check and keep the cameras (the robot's defaults when None) and the image size."""
+        cameras = tuple(self.robot.default_cameras if cameras is None else cameras)
+        self.robot.check_cameras(cameras)
+        self.cameras = cameras
+        self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.render_mode = render_mode
+        self._renderer: CameraRenderer | None = None
+
+    def _observation_space(self, state_dim: int) -> spaces.Dict:
+        image = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
+        return spaces.Dict({
+            "images": spaces.Dict({c: image for c in self.cameras}),
+            "state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
+            "prompt": spaces.Text(max_length=256, charset=PROMPT_CHARSET),
+        })
+
+    def step(self, action):
+        reward, terminated, truncated, info = self.advance(action)
+        return self.observe(), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self._render(self.cameras[:1])[self.cameras[0]]
+        return None
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    @property
+    def sim_seconds(self) -> float:
+        return float(self.data.time)
+
+    def _render(self, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if not cameras:
+            return {}
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.model, self.height, self.width, self.render_option)
+        return self._renderer.render(self.data, cameras)
