@@ -140,7 +140,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         policy.reset(task, ep_seed)
         _keep_frame(frames, obs)
         leftover = np.zeros((0, action_dim), np.float32)  # rows of the last chunk not executed
-        held = base.hold_action() if realtime else None
+        held = base.hold_action() if realtime else None  # the last commanded action
         done = False
         while not done:
             call_start = time.perf_counter()
@@ -149,22 +149,14 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
             elapsed_ms = (time.perf_counter() - call_start) * 1000.0
             latencies.append(elapsed_ms)
             chunk = check_chunk(raw, action_dim)
-            if realtime:
-                for _ in range(delay_steps(elapsed_ms if latency_ms is None else latency_ms,
-                                           base.robot.control_hz)):
-                    if len(leftover):
-                        held, leftover = leftover[0], leftover[1:]
-                    waited += 1
-                    done = play(held, observe=False)
-                    if done:
-                        break
-                if done:
-                    break
-                leftover = chunk[execute:] if execute else chunk[len(chunk):]
-            chunk = chunk[: execute] if execute else chunk
-            for k, action in enumerate(chunk):
-                held = action
-                done = play(action, observe=k == len(chunk) - 1)
+            split = min(execute or len(chunk), len(chunk))  # rows executed now
+            waiting = _while_thinking(leftover, held, delay_steps(
+                elapsed_ms if latency_ms is None else latency_ms, base.robot.control_hz)) if realtime else []
+            leftover, held = chunk[split:], chunk[split - 1]
+            plan = [*waiting, *chunk[:split]]
+            for k, action in enumerate(plan):
+                waited += k < len(waiting)
+                done = play(action, observe=k == len(plan) - 1)
                 if done:
                     break
     except Exception as exc:  # noqa: BLE001 - any failure becomes this episode's error record
@@ -184,6 +176,13 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
         error=error, delay_steps=waited,
     )
+
+
+def _while_thinking(leftover: np.ndarray, held: np.ndarray, steps: int) -> list[np.ndarray]:
+    """The actions played during `steps` control steps of thinking: the previous chunk's
+    unexecuted rows, then the last of them (or the last commanded action) held."""
+    rows = list(leftover[:steps])
+    return rows + [rows[-1] if rows else held] * (steps - len(rows))
 
 
 def _keep_frame(frames: list | None, obs: dict) -> None:
