@@ -88,11 +88,12 @@ def check_task(name: str) -> str:
 REMOTE = ("pi0bench.policies.remote:make_remote",
           "any openpi-protocol policy server (openpi's own, or `pi0bench serve`); "
           "--policy-arg timeout_s=30 layout=auto|native|aloha|droid")
-REMOTE_EXAMPLE = "remote:ws://HOST:PORT"
+REMOTE_PREFIX = "remote:"
+REMOTE_EXAMPLE = f"{REMOTE_PREFIX}ws://HOST:PORT"
 
 
 def is_remote(name: str) -> bool:
-    return name.startswith("remote:")
+    return name.startswith(REMOTE_PREFIX)
 
 
 def check_policy(name: str) -> str:
@@ -154,11 +155,9 @@ def make_policy(name: str, env, checkpoint: str | None = None, args: dict[str, A
     """Build a policy for `env` (its action space, robot and task are what factories need)."""
     check_checkpoint(name, checkpoint)
     check_policy_args(name, args or {})
-    factory = _load(_factory(name))
+    factory = _load(_factory(name))  # checks the name (a remote one's URL too)
     if is_remote(name):
-        from pi0bench.policies.remote import check_url
-
-        return factory(env, check_url(name), **(args or {}))
+        return factory(env, name.removeprefix(REMOTE_PREFIX), **(args or {}))
     return factory(env, checkpoint, **(args or {})) if name in RECIPES else factory(env, **(args or {}))
 
 

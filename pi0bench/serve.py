@@ -104,24 +104,30 @@ class PolicyServer:
         spare, self._spare = self._spare, None
         return spare if spare is not None else self._new_policy()
 
-    def _infer(self, policy, obs: dict) -> tuple[Any, float]:
+    def _reply(self, policy, frame: bytes | str) -> dict:
+        """The answer to one frame. Runs in a thread, so decoding and inference stay off the
+        event loop; a bad request raises WireError or LayoutError, anything else is the
+        policy's failure."""
         from pi0bench.rollout import check_chunk
 
-        start = time.perf_counter()
-        chunk = check_chunk(policy.act(obs), self.env.robot.action_dim)
-        return chunk, (time.perf_counter() - start) * 1000.0
-
-    def _answer(self, policy, message: Any) -> tuple[Callable[[], Any], bool]:
-        """What to run for one decoded message (in a thread), and whether it is a reset."""
+        if isinstance(frame, str):
+            raise LayoutError("send observations as binary msgpack frames, not text")
+        if len(frame) > self.config.max_message_bytes:
+            raise LayoutError(f"message of {len(frame)} bytes exceeds the server's limit of "
+                              f"{self.config.max_message_bytes} (--max-message-mb)")
+        message = wire.unpackb(frame)
         if isinstance(message, dict) and RESET_KEY in message:
             spec = message[RESET_KEY]
             if not (isinstance(spec, dict) and isinstance(spec.get("seed"), int)):
                 raise LayoutError(f"{RESET_KEY} needs a map with an integer 'seed'")
-            return (lambda: policy.reset(str(spec.get("task", self.config.task)), int(spec["seed"]))), True
+            policy.reset(str(spec.get("task", self.config.task)), int(spec["seed"]))
+            return {"reset": True}
         obs = from_wire(message, robot=self.env.robot.name,
                         state_dim=self.env.observation_space["state"].shape[0],
                         cameras=self.env.cameras, default_prompt=self.env.task.instruction)
-        return (lambda: self._infer(policy, obs)), False
+        start = time.perf_counter()
+        chunk = check_chunk(policy.act(obs), self.env.robot.action_dim)
+        return {"actions": chunk, "policy_timing": {"infer_ms": (time.perf_counter() - start) * 1000.0}}
 
     async def handle(self, connection) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -138,29 +144,20 @@ class PolicyServer:
         async for frame in connection:
             started = time.perf_counter()
             try:
-                if isinstance(frame, str):
-                    raise LayoutError("send observations as binary msgpack frames, not text")
-                if len(frame) > self.config.max_message_bytes:
-                    raise LayoutError(f"message of {len(frame)} bytes exceeds the server's limit of "
-                                      f"{self.config.max_message_bytes} (--max-message-mb)")
-                work, is_reset = self._answer(policy, wire.unpackb(frame))
-                result = await asyncio.to_thread(work)
+                reply = await asyncio.to_thread(self._reply, policy, frame)
             except (wire.WireError, LayoutError) as exc:
                 await connection.send(f"error: bad request: {exc}")
                 continue
             except Exception as exc:  # noqa: BLE001 - a policy crash is reported, the server goes on
                 await connection.send(f"error: policy {self.config.policy} failed: {type(exc).__name__}: {exc}")
                 continue
-            if is_reset:
-                await connection.send(wire.packb({"reset": True}))
-                continue
-            actions, infer_ms = result
-            timing = {"infer_ms": infer_ms}
-            if previous_total_ms is not None:
-                timing["prev_total_ms"] = previous_total_ms
-            await connection.send(wire.packb({"actions": actions, "server_timing": timing,
-                                              "policy_timing": {"infer_ms": infer_ms}}))
-            previous_total_ms = (time.perf_counter() - started) * 1000.0
+            if "actions" in reply:
+                reply["server_timing"] = dict(reply["policy_timing"])
+                if previous_total_ms is not None:
+                    reply["server_timing"]["prev_total_ms"] = previous_total_ms
+            await connection.send(wire.packb(reply))
+            if "actions" in reply:
+                previous_total_ms = (time.perf_counter() - started) * 1000.0
 
     def check_request(self, connection, request):
         """Health check at /healthz; the API key, when one is set, before the handshake."""

@@ -21,10 +21,10 @@ import numpy as np
 from pi0bench import wire
 from pi0bench.errors import UserError
 from pi0bench.layouts import LayoutError, check_layout, default_layout, to_wire
+from pi0bench.registry import REMOTE_PREFIX
+from pi0bench.serve import RESET_KEY
 
-PREFIX = "remote:"
 API_KEY_ENV = "PI0BENCH_API_KEY"
-RESET_KEY = "pi0bench/reset"
 
 
 class RemotePolicyError(RuntimeError):
@@ -32,7 +32,7 @@ class RemotePolicyError(RuntimeError):
 
 
 def check_url(name: str) -> str:
-    url = name[len(PREFIX):]
+    url = name.removeprefix(REMOTE_PREFIX)
     if not url.startswith(("ws://", "wss://")) or len(url.split("://", 1)[1]) == 0:
         raise UserError(f"{name!r} is not remote:ws://HOST:PORT (e.g. remote:ws://127.0.0.1:8000)")
     return url
@@ -59,7 +59,7 @@ class RemotePolicy:
             raise UserError(f"server at {url} serves a {ours.get('robot')} policy with {ours.get('action_dim')}-D "
                             f"actions; this task's robot ({self.robot}) needs {self.action_dim}-D")
         self.execute_steps = ours.get("execute_steps") if self.serves_pi0bench else None
-        self.metadata = {"name": f"{PREFIX}{url}", "version": str(self.server_metadata.get("version", "")),
+        self.metadata = {"name": f"{REMOTE_PREFIX}{url}", "version": str(self.server_metadata.get("version", "")),
                          "checkpoint": str(ours.get("policy", "")) if self.serves_pi0bench else "",
                          "layout": self.layout}
         self.last_server_timing: dict = {}
