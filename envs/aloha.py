@@ -2,9 +2,8 @@
 
 Layout follows ALOHA: a 1.21 × 0.76 m table whose top is z = 0, arm bases 0.469 m either
 side of the centre at y = −0.019, the left arm reaching along +x and the right along −x; the
-operator side is −y. Cameras carry openpi's ALOHA names: `cam_high` (overhead, on the frame
-above the operator side, looking down across the table), `cam_low` (worm's-eye, just above
-the table edge), `cam_left_wrist` and `cam_right_wrist` (on the grippers).
+operator side is −y. Cameras carry openpi's ALOHA names: `cam_high` (overhead, looking down
+on the task's workspace), `cam_low` (worm's-eye, just above the operator's table edge), `cam_left_wrist` and `cam_right_wrist` (on the grippers).
 
 A bimanual task writes its own objects into the `<worldbody>` of `station_mjcf(...)` and
 calls `attach_arms`; nothing here knows about any task.
@@ -15,7 +14,7 @@ from __future__ import annotations
 import mujoco
 
 from pi0bench.envs import viperx
-from pi0bench.envs.scene import fmt, look_at, table_mjcf, visual_defaults
+from pi0bench.envs.scene import FixedCamera, table_mjcf, visual_defaults
 
 LEFT = viperx.names("left/")
 RIGHT = viperx.names("right/")
@@ -25,12 +24,19 @@ BASE_Y = -0.019
 CAMERAS = ("cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist")
 # openpi's ALOHA policies read these three; cam_low is rendered only when asked for.
 DEFAULT_CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
-CAM_HIGH = ((0.0, -0.30, 1.02), (0.0, 0.17, 0.0))  # position, point looked at
-CAM_LOW = ((0.0, -0.38, 0.035), (0.0, 0.6, 0.09))
 
 
-def station_mjcf(model_name: str, objects: str, option: str = "") -> str:
-    """The station's scene with a task's bodies (`objects`, MJCF) on the table."""
+# Framed so a task's workspace fills the image at the sizes policies learn from (64-128 px);
+# tasks pass their own (towel_fold: straight down on the towel; paper_towel_replace: high and
+# in front, so the rolls' heights show).
+CAM_HIGH = FixedCamera((0.0, -0.02, 0.80), (0.0, 0.03, 0.0), 45.0)
+CAM_LOW = FixedCamera((0.0, -0.40, 0.06), (0.0, 0.15, 0.08), 50.0)
+
+
+def station_mjcf(model_name: str, objects: str, option: str = "",
+                 cam_high: FixedCamera = CAM_HIGH, cam_low: FixedCamera = CAM_LOW) -> str:
+    """The station's scene with a task's bodies (`objects`, MJCF) on the table, seen by its
+    two fixed cameras."""
     return f"""
 <mujoco model="{model_name}">
   <compiler angle="radian" autolimits="true"/>
@@ -38,8 +44,8 @@ def station_mjcf(model_name: str, objects: str, option: str = "") -> str:
   {visual_defaults()}
   <worldbody>
     {table_mjcf(half_x=0.605, half_y=0.38, centre_x=0.0)}
-    <camera name="cam_high" pos="{fmt(CAM_HIGH[0])}" xyaxes="{look_at(*CAM_HIGH)}" fovy="58"/>
-    <camera name="cam_low" pos="{fmt(CAM_LOW[0])}" xyaxes="{look_at(*CAM_LOW)}" fovy="58"/>
+    {cam_high.mjcf("cam_high")}
+    {cam_low.mjcf("cam_low")}
     <frame name="left_mount" pos="{-BASE_X} {BASE_Y} 0"/>
     <frame name="right_mount" pos="{BASE_X} {BASE_Y} 0" quat="0 0 0 1"/>
     {objects}

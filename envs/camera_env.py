@@ -14,7 +14,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from pi0bench.envs.render import CameraRenderer
+from pi0bench.envs.render import CameraRenderer, check_model_cameras
 
 PROMPT_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-!?")
 
@@ -32,6 +32,11 @@ class CameraEnv(gym.Env):
         self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
         self.render_mode = render_mode
         self._renderer: CameraRenderer | None = None
+
+    def _check_model_cameras(self) -> None:
+        """Every camera the robot declares must exist in the compiled model under that name,
+        so no camera can ever render as MuJoCo's free camera."""
+        check_model_cameras(self.model, tuple(self.robot.cameras))
 
     def _observation_space(self, state_dim: int) -> spaces.Dict:
         image = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)

@@ -5,6 +5,22 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from pi0bench.errors import UserError
+
+
+def model_cameras(model: mujoco.MjModel) -> list[str]:
+    """The names of every camera in a compiled model."""
+    return [model.camera(i).name for i in range(model.ncam)]
+
+
+def check_model_cameras(model: mujoco.MjModel, cameras: tuple[str, ...]) -> None:
+    """Fail, naming the camera, when a model has no camera of that name: MuJoCo would render
+    its free camera instead (a distant view of the whole scene), silently."""
+    for name in cameras:
+        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
+            raise UserError(f"the model has no camera {name!r}; its cameras are "
+                            f"{', '.join(model_cameras(model)) or '(none)'}")
+
 
 class CameraRenderer:
     """Renders named cameras at a fixed size. Create it inside the process that uses it."""
@@ -21,6 +37,7 @@ class CameraRenderer:
 
     def camera_id(self, name: str) -> int:
         if name not in self._camera_ids:
+            check_model_cameras(self._model, (name,))
             self._camera_ids[name] = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_CAMERA, name)
         return self._camera_ids[name]
 

@@ -115,6 +115,7 @@ class RobosuiteEnv(CameraEnv):
         self.render_option = _visual_geoms_only()
         self.model = self.suite.sim.model._model
         self.data = self.suite.sim.data._data
+        self._check_model_cameras()
         self.max_steps = int(self.suite.horizon)
 
         self._proprio = [f"robot{i}_proprio-state" for i in range(len(self.suite.robots))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # World geoms collide with everything; robot geoms use contype 2 / conaffinity 1.
@@ -22,6 +24,20 @@ def look_at(position, target, up=(0.0, 0.0, 1.0)) -> str:
     right /= np.linalg.norm(right)
     true_up = np.cross(right, forward)
     return fmt((*right, *true_up))
+
+
+@dataclass(frozen=True)
+class FixedCamera:
+    """A camera fixed in the world: where it is, the point it looks at, its vertical field of
+    view in degrees."""
+
+    position: tuple[float, float, float]
+    target: tuple[float, float, float]
+    fovy: float
+
+    def mjcf(self, name: str) -> str:
+        return (f'<camera name="{name}" pos="{fmt(self.position)}" '
+                f'xyaxes="{look_at(self.position, self.target)}" fovy="{self.fovy:g}"/>')
 
 
 def table_mjcf(half_x: float = 0.7, half_y: float = 0.8, centre_x: float = 0.35) -> str:

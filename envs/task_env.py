@@ -30,6 +30,7 @@ class TaskEnv(CameraEnv):
         self.model = self.task.build_spec().compile()
         self.model.opt.timestep = PHYSICS_TIMESTEP
         self.data = mujoco.MjData(self.model)
+        self._check_model_cameras()
         self.robot.bind(self.model)
         self.substeps = round(1.0 / (self.robot.control_hz * PHYSICS_TIMESTEP))
         self.max_steps = round(self.task.episode_seconds * self.robot.control_hz)

@@ -30,7 +30,7 @@ import numpy as np
 
 from pi0bench.envs import franka
 from pi0bench.envs.robots import Robot, make_franka
-from pi0bench.envs.scene import WORLD_CONTACT, fmt, look_at, table_mjcf, visual_defaults
+from pi0bench.envs.scene import WORLD_CONTACT, FixedCamera, table_mjcf, visual_defaults
 from pi0bench.policies.scripted import Waypoint, WaypointExpert
 from pi0bench.tasks.base import Stage, Task
 
@@ -45,7 +45,9 @@ INTERIOR_Z = (0.02, 0.11)
 RESTING_SPEED = 0.05
 PANDA = franka.names("panda/")
 KNOB = np.array([0.045, 0.0, 0.09])  # grasp point on the knob shaft, drawer frame
-BASE_CAMERA = (0.95, -0.85, 0.9)
+# The exterior camera stands beyond the far side of the table, right of the cabinet, looking
+# back at the robot over the items and the drawer, framed so that workspace fills the image.
+BASE_CAMERA = FixedCamera((1.05, -0.55, 0.70), (0.40, -0.08, 0.05), 50.0)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,6 @@ def _items_mjcf() -> str:
 
 
 def scene_mjcf() -> str:
-    base_cam = look_at(BASE_CAMERA, (0.42, 0.0, 0.04))
     return f"""
 <mujoco model="drawer_tidy">
   <compiler angle="radian" autolimits="true"/>
@@ -110,7 +111,7 @@ def scene_mjcf() -> str:
   {visual_defaults()}
   <worldbody>
     {table_mjcf()}
-    <camera name="base" pos="{fmt(BASE_CAMERA)}" xyaxes="{base_cam}" fovy="55"/>
+    {BASE_CAMERA.mjcf("base")}
     <frame name="robot_mount" pos="0 0 0"/>
     {_cabinet_mjcf()}
     {_items_mjcf()}
@@ -138,6 +139,7 @@ class DrawerTidy(Task):
     def build_spec(self) -> mujoco.MjSpec:
         spec = mujoco.MjSpec.from_string(scene_mjcf())
         spec.attach(franka.franka_spec(), frame=spec.frame("robot_mount"), prefix=PANDA.prefix)
+        spec.camera(PANDA.wrist_camera).name = "wrist"  # the robot's camera list names it so
         return spec
 
     def new_episode(self) -> None:

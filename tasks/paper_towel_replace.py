@@ -14,9 +14,12 @@ Initial state, from the episode seed
   the table. Old roll on the spindle at any yaw. Both arms at home, jaws open.
 
 Rubric (4 points, as in the paper)
-  grasp_old   (latched) both pads of one jaw have touched the old roll for 0.3 s on end
-              while it is ≥ 1 cm above where it started. (Without the 0.3 s, arms flailing
-              at random earned it in 2 of 10 episodes by batting the roll between the pads.)
+  grasp_old   (latched) for 0.3 s on end, both pads of one jaw touch the old roll, it is
+              ≥ 1 cm above where it started, and it touches nothing but the robot — not the
+              table, the holder or the other roll: held off its support. (Without the 0.3 s,
+              arms flailing at random earned it in 2 of 10 episodes by batting the roll
+              between the pads; without the contact rule, pinching the new roll after
+              standing it on end earned it, its centre being ~7 cm higher upright.)
   remove_old  after grasp_old, the old roll is off the holder: the spindle is out of its
               outer cylinder (centres ≥ outer r + spindle r + 5 mm apart horizontally, or
               its lowest point above the spindle tip), it touches neither spindle nor base,
@@ -42,7 +45,7 @@ import numpy as np
 
 from pi0bench.envs import aloha
 from pi0bench.envs.robots import Robot, make_aloha
-from pi0bench.envs.scene import WORLD_CONTACT
+from pi0bench.envs.scene import WORLD_CONTACT, FixedCamera
 from pi0bench.envs.shapes import hollow_cylinder_geoms
 from pi0bench.policies.scripted import Waypoint, WaypointExpert
 from pi0bench.tasks.base import Stage, Task
@@ -60,6 +63,9 @@ PLACED_TILT = math.radians(3.0)
 PLACED_OFFSET = CLEARANCE + 0.002
 PLACED_HEIGHT = (-0.003, 0.005)
 OLD_ROLL_DROP = np.array([0.15, -0.22])  # where the expert sets the old roll down
+# High in front of the holder, looking down at ~50°: the holder, both rolls and where the old
+# one is set down fill the frame, and the rolls' heights (on the spindle or lifted) show.
+CAM_HIGH = FixedCamera((0.0, -0.34, 0.80), (-0.02, -0.06, 0.06), 48.0)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,8 @@ class PaperTowelReplace(Task):
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = mujoco.MjSpec.from_string(aloha.station_mjcf(
-            self.name, _objects(), option='<option integrator="implicitfast" cone="elliptic" impratio="5"/>'))
+            self.name, _objects(), option='<option integrator="implicitfast" cone="elliptic" impratio="5"/>',
+            cam_high=CAM_HIGH))
         aloha.attach_arms(spec)
         return spec
 
@@ -130,6 +137,7 @@ class PaperTowelReplace(Task):
                 "pads": [(model.geom(f"{arm.prefix}pad_left").id, model.geom(f"{arm.prefix}pad_right").id)
                          for arm in aloha.ARMS],
                 "bases": [model.body(f"{arm.prefix}base").id for arm in aloha.ARMS],
+                "robot_roots": {model.body_rootid[model.body(f"{arm.prefix}base").id] for arm in aloha.ARMS},
             }
         return self._ids
 
@@ -165,6 +173,13 @@ class PaperTowelReplace(Task):
     def held(self, model: mujoco.MjModel, data: mujoco.MjData, roll: Roll) -> bool:
         touching = self._touching(model, data, roll)
         return any(left in touching and right in touching for left, right in self._bind(model)["pads"])
+
+    def supported(self, model: mujoco.MjModel, data: mujoco.MjData, roll: Roll) -> bool:
+        """Whether anything but the robot touches the roll (the table, the holder, the other
+        roll): a roll pinched while it still stands or lies on something is not lifted."""
+        robot = self._bind(model)["robot_roots"]
+        return any(model.body_rootid[model.geom_bodyid[g]] not in robot
+                   for g in self._touching(model, data, roll))
 
     def roll_frame(self, model: mujoco.MjModel, data: mujoco.MjData, roll: Roll) -> tuple[np.ndarray, np.ndarray]:
         """Centre and unit axis of a roll."""
@@ -203,7 +218,7 @@ class PaperTowelReplace(Task):
     def _grasped(self, model: mujoco.MjModel, data: mujoco.MjData, roll: Roll) -> bool:
         """Held off its support by one jaw, without a break, for GRASP_SECONDS."""
         lifted = self.roll_frame(model, data, roll)[0][2] >= self._start_z[roll.name] + LIFTED
-        if not (lifted and self.held(model, data, roll)):
+        if not (lifted and self.held(model, data, roll) and not self.supported(model, data, roll)):
             self._held_since[roll.name] = None
             return False
         if self._held_since[roll.name] is None:

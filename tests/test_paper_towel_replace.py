@@ -103,6 +103,64 @@ def test_roll_lifted_without_a_gripper_is_not_grasped(env):
     assert not stages["grasp_old"] and not stages["grasp_new"]
 
 
+def pinch_new_roll(env, seed: int = 3) -> np.ndarray:
+    """Play the expert until the left jaw has pinched the new roll lying on the table (before
+    it lifts it); returns the action that holds that pinch."""
+    from pi0bench.registry import make_policy
+
+    env.reset(seed=seed)
+    expert = make_policy("scripted", env)
+    expert.reset(env.task.name, seed)
+    pinched = 0
+    for _ in range(env.max_steps):
+        action = expert.act({})[0]
+        env.advance(action)
+        pinched = pinched + 1 if env.task.held(env.model, env.data, NEW) else 0
+        if pinched == 10:
+            return action
+    raise AssertionError("the expert never pinched the new roll")
+
+
+def hold_for(env, action, seconds: float) -> list[dict]:
+    return [env.advance(action)[3]["stages"] for _ in range(round(seconds * env.robot.control_hz))]
+
+
+def test_upright_roll_pinched_on_the_table_is_not_grasped(env):
+    """The hole this rule closes: stood on end, the new roll's centre is ~7 cm above where it
+    started lying, so "≥ 1 cm higher" alone passed while the roll still stood on the table."""
+    action = pinch_new_roll(env)
+    centre = env.task.roll_frame(env.model, env.data, NEW)[0]
+    env.task.set_roll(env.model, env.data, NEW, (centre[0], centre[1], ROLL_HEIGHT / 2 + 0.0005), upright())
+    stages = hold_for(env, action, 0.8)
+    assert env.task.held(env.model, env.data, NEW)  # the jaw still pinches it ...
+    assert env.task.roll_frame(env.model, env.data, NEW)[0][2] > env.task._start_z[NEW.name] + 0.05
+    assert env.task.supported(env.model, env.data, NEW)  # ... standing on the table
+    assert not any(s["grasp_new"] for s in stages)
+
+
+def test_roll_pinched_lying_on_the_table_is_not_grasped(env):
+    action = pinch_new_roll(env)
+    stages = hold_for(env, action, 0.8)
+    assert env.task.held(env.model, env.data, NEW) and env.task.supported(env.model, env.data, NEW)
+    assert not any(s["grasp_new"] for s in stages)
+
+
+def test_expert_grasps_hold_each_roll_off_its_support(env):
+    """Both ways on the expert's own episode: at the step a grasp latches, the roll has been
+    held off everything but the robot for the whole window, and the point is earned."""
+    latched = {}
+    support_free = {OLD.name: 0, NEW.name: 0}
+    for step, info in enumerate(expert_infos(env, seed=3)):
+        for roll, stage in ((OLD, "grasp_old"), (NEW, "grasp_new")):
+            held_up = env.task.held(env.model, env.data, roll) and not env.task.supported(env.model, env.data, roll)
+            support_free[roll.name] = support_free[roll.name] + 1 if held_up else 0
+            if info["stages"][stage] and stage not in latched:
+                latched[stage] = support_free[roll.name]
+    window = round(ptr.GRASP_SECONDS * env.robot.control_hz)
+    assert set(latched) == {"grasp_old", "grasp_new"}
+    assert all(steps >= window for steps in latched.values()), latched
+
+
 def test_expert_grasps_each_roll_on_the_way(env):
     stages_seen = set()
     for info in expert_infos(env, seed=3):
@@ -144,5 +202,5 @@ def test_gym_id_passes_check_env():
 
 
 def test_module_documents_its_thresholds():
-    for text in ("≥ 1 cm above", "0.3 s", "3° of vertical", "−3/+5 mm", "< 1 cm/s", "x ∈ [0.02, 0.10]"):
+    for text in ("≥ 1 cm above", "0.3 s", "touches nothing but the robot", "3° of vertical", "−3/+5 mm", "< 1 cm/s", "x ∈ [0.02, 0.10]"):
         assert text in ptr.__doc__
