@@ -211,14 +211,17 @@ def demos(
     out_dir: Path = typer.Option(..., "--out", help="dataset directory (LeRobot v3.0 layout)"),
     seed: int = typer.Option(1, help="base seed (evaluations default to 0, so their initial states differ)"),
     image_size: int = typer.Option(64, help="camera image height and width in pixels"),
-    noise: float = typer.Option(0.01, help="std (rad) of the smooth noise added to executed arm joint targets"),
+    noise: Optional[float] = typer.Option(None, help="std (rad) of the smooth noise added to executed arm joint "
+                                                      "targets (default: the task's, see the README)"),
     cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's policy cameras)"),
+    workers: int = typer.Option(1, help="episodes recorded in parallel (the dataset is the same for any number)"),
 ) -> None:
-    """Record scripted-expert demonstrations as a LeRobot v3.0 dataset."""
+    """Record scripted-expert demonstrations as a LeRobot v3.0 dataset. Resumable: after an
+    interruption, the same command keeps every finished episode and records the rest."""
     from pi0bench.demos import DemoConfig, record_demos
 
     config = DemoConfig(task=task, episodes=episodes, out=out_dir, seed=seed, image_size=image_size,
-                        noise=noise, cameras=_camera_list(cameras))
+                        noise=noise, cameras=_camera_list(cameras), workers=workers)
     result = record_demos(config, console=err)
     out.print(f"{result['kept']} of {result['attempted']} episodes kept in {result['out']}")
 

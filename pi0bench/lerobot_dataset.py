@@ -15,8 +15,10 @@ at most 1000 episodes (one chunk, one file per stream), plenty for CPU-sized tra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,16 +42,47 @@ def video_file(camera: str) -> str:
 
 
 @dataclass
-class _Episode:
+class Episode:
+    """One demonstration: per step a frame of every camera, the state and the action."""
+
     frames: dict[str, list[np.ndarray]]
     states: list[np.ndarray]
     actions: list[np.ndarray]
     task: str
 
 
+class _PixelStats:
+    """Per-channel statistics of every frame of a camera, accumulated episode by episode (a
+    dataset's frames do not fit in memory at once); quantiles come from every 8th frame."""
+
+    def __init__(self) -> None:
+        self.sum, self.sumsq = np.zeros(3), np.zeros(3)
+        self.min, self.max = np.full(3, np.inf), np.full(3, -np.inf)
+        self.count, self.sample = 0, []
+
+    def add(self, frames: np.ndarray) -> None:
+        pixels = frames.reshape(-1, 3).astype(np.float64) / 255.0
+        self.sum += pixels.sum(0)
+        self.sumsq += (pixels ** 2).sum(0)
+        self.min, self.max = np.minimum(self.min, pixels.min(0)), np.maximum(self.max, pixels.max(0))
+        self.count += len(pixels)
+        self.sample.append(frames[::8].reshape(-1, 3))
+
+    def result(self) -> dict:
+        mean = self.sum / self.count
+        out = {"min": self.min, "max": self.max, "mean": mean,
+               "std": np.sqrt(np.maximum(self.sumsq / self.count - mean ** 2, 0.0)), "count": [self.count]}
+        sample = np.concatenate(self.sample).astype(np.float64) / 255.0
+        for q in QUANTILES:
+            out[f"q{round(q * 100):02d}"] = np.quantile(sample, q, axis=0)
+        return {k: (np.asarray(v).reshape(3, 1, 1).tolist() if k != "count" else v) for k, v in out.items()}
+
+
 @dataclass
 class LeRobotWriter:
-    """Collects finished episodes and writes the whole dataset on `close()`."""
+    """Collects finished episodes and writes the whole dataset on `close()`. Episodes are
+    given in memory (`add_episode`) or as loaders (`add_episode_loader`, for datasets whose
+    frames do not fit in memory: each is loaded once, while the videos are written)."""
 
     root: Path
     fps: float
@@ -58,16 +91,23 @@ class LeRobotWriter:
     image_size: int
     state_names: list[str]
     action_names: list[str]
-    _episodes: list[_Episode] = field(default_factory=list)
+    _episodes: list[Callable[[], Episode]] = field(default_factory=list)
 
     def add_episode(self, frames: dict[str, list[np.ndarray]], states: list[np.ndarray],
                     actions: list[np.ndarray], task: str) -> None:
-        lengths = {len(states), len(actions), *(len(f) for f in frames.values())}
-        if len(lengths) != 1 or set(frames) != set(self.cameras):
-            raise ValueError("an episode needs one state, action and frame of every camera per step")
+        episode = Episode(frames, states, actions, task)
+        self._check(episode)
+        self.add_episode_loader(lambda: episode)
+
+    def add_episode_loader(self, load: Callable[[], Episode]) -> None:
         if len(self._episodes) >= CHUNKS_SIZE:
             raise UserError(f"a dataset holds at most {CHUNKS_SIZE} episodes here; write another one")
-        self._episodes.append(_Episode(frames, states, actions, task))
+        self._episodes.append(load)
+
+    def _check(self, episode: Episode) -> None:
+        lengths = {len(episode.states), len(episode.actions), *(len(f) for f in episode.frames.values())}
+        if len(lengths) != 1 or set(episode.frames) != set(self.cameras):
+            raise ValueError("an episode needs one state, action and frame of every camera per step")
 
     def close(self) -> None:
         """Write everything into a hidden folder, then rename it: a killed write never leaves
@@ -79,39 +119,47 @@ class LeRobotWriter:
         shutil.rmtree(root, ignore_errors=True)
         (root / "meta/episodes/chunk-000").mkdir(parents=True, exist_ok=True)
         (root / "data/chunk-000").mkdir(parents=True, exist_ok=True)
-        tasks = sorted({e.task for e in self._episodes})
-        task_index = {t: i for i, t in enumerate(tasks)}
-
-        rows, episode_rows, start = [], [], 0
-        for index, episode in enumerate(self._episodes):
-            n = len(episode.actions)
-            for k in range(n):
-                rows.append({
-                    "observation.state": np.asarray(episode.states[k], np.float32),
-                    "action": np.asarray(episode.actions[k], np.float32),
-                    "timestamp": np.float32(k / self.fps),
-                    "frame_index": k,
-                    "episode_index": index,
-                    "index": start + k,
-                    "task_index": task_index[episode.task],
-                })
-            episode_rows.append(self._episode_row(index, episode, start))
-            start += n
+        rows, episode_rows, tasks, start = [], [], {}, 0
+        pixel_stats = {camera: _PixelStats() for camera in self.cameras}
+        with contextlib.ExitStack() as videos:
+            writers = {camera: videos.enter_context(self._video_writer(root / video_file(camera)))
+                       for camera in self.cameras}
+            for index, load in enumerate(self._episodes):
+                episode = load()
+                self._check(episode)
+                task = tasks.setdefault(episode.task, len(tasks))
+                n = len(episode.actions)
+                for k in range(n):
+                    rows.append({
+                        "observation.state": np.asarray(episode.states[k], np.float32),
+                        "action": np.asarray(episode.actions[k], np.float32),
+                        "timestamp": np.float32(k / self.fps),
+                        "frame_index": k,
+                        "episode_index": index,
+                        "index": start + k,
+                        "task_index": task,
+                    })
+                for camera in self.cameras:
+                    for frame in episode.frames[camera]:
+                        writers[camera].append_data(frame)
+                    pixel_stats[camera].add(np.stack(episode.frames[camera]))
+                episode_rows.append(self._episode_row(index, episode, start))
+                start += n
         frames = pd.DataFrame(rows)
         frames.to_parquet(root / DATA_FILE, index=False)
         pd.DataFrame(episode_rows).to_parquet(root / EPISODES_FILE, index=False)
-        pd.DataFrame({"task_index": list(task_index.values())},
-                     index=pd.Index(tasks, name="task")).to_parquet(root / "meta/tasks.parquet")
-        for camera in self.cameras:
-            self._write_video(root / video_file(camera), camera)
-        stats = self._stats(frames)
+        pd.DataFrame({"task_index": list(tasks.values())},
+                     index=pd.Index(list(tasks), name="task")).to_parquet(root / "meta/tasks.parquet")
+        stats = {key: _vector_stats(np.stack(frames[key].to_numpy()))
+                 for key in ("observation.state", "action")}
+        stats.update({f"observation.images.{c}": pixel_stats[c].result() for c in self.cameras})
         (root / "meta/stats.json").write_text(json.dumps(stats, indent=2))
         (root / "meta/info.json").write_text(json.dumps(self._info(len(frames), len(tasks)), indent=2))
         if final.exists():
             final.rmdir()  # an empty folder the user made for it; anything else is refused earlier
         root.rename(final)
 
-    def _episode_row(self, index: int, episode: _Episode, start: int) -> dict:
+    def _episode_row(self, index: int, episode: Episode, start: int) -> dict:
         n = len(episode.actions)
         row = {
             "episode_index": index, "tasks": [episode.task], "length": n,
@@ -126,26 +174,11 @@ class LeRobotWriter:
                         f"{key}/to_timestamp": (start + n) / self.fps})
         return row
 
-    def _write_video(self, path: Path, camera: str) -> None:
+    def _video_writer(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with imageio.get_writer(path, fps=self.fps, codec="libx264", pixelformat="yuv420p",
-                                output_params=["-crf", "12"], macro_block_size=1,
-                                ffmpeg_log_level="error") as writer:
-            for episode in self._episodes:
-                for frame in episode.frames[camera]:
-                    writer.append_data(frame)
-
-    def _stats(self, frames: pd.DataFrame) -> dict:
-        stats = {key: _vector_stats(np.stack(frames[key].to_numpy()))
-                 for key in ("observation.state", "action")}
-        for camera in self.cameras:
-            pixels = np.concatenate([np.stack(e.frames[camera]) for e in self._episodes])
-            per_channel = pixels.reshape(-1, 3).astype(np.float64) / 255.0
-            channel_stats = _vector_stats(per_channel)
-            stats[f"observation.images.{camera}"] = {
-                k: (np.asarray(v).reshape(3, 1, 1).tolist() if k != "count" else v)
-                for k, v in channel_stats.items()}
-        return stats
+        return imageio.get_writer(path, fps=self.fps, codec="libx264", pixelformat="yuv420p",
+                                  output_params=["-crf", "12"], macro_block_size=1,
+                                  ffmpeg_log_level="error")
 
     def _info(self, total_frames: int, total_tasks: int) -> dict:
         vector = lambda names: {"dtype": "float32", "shape": [len(names)], "names": names}  # noqa: E731

@@ -124,3 +124,65 @@ def test_demos_keep_only_successes(tmp_path):
     assert "yield: 0 of 1" in result.stderr
     assert "nothing was written" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "ds" / "meta" / "info.json").exists()
+
+
+def _demos_args(out, episodes: int, workers: int) -> list[str]:
+    return ["demos", "--task", "drawer_tidy", "--episodes", str(episodes), "--noise", "0.01",
+            "--image-size", "16", "--workers", str(workers), "--out", str(out)]
+
+
+def _dataset_content(root) -> tuple:
+    data = DemoDataset(root, chunk=1)
+    return data.states, data.actions, data.episode_index, {c: data.images[c] for c in data.cameras}
+
+
+def _assert_same_dataset(a, b) -> None:
+    states_a, actions_a, index_a, images_a = _dataset_content(a)
+    states_b, actions_b, index_b, images_b = _dataset_content(b)
+    np.testing.assert_array_equal(states_a, states_b)
+    np.testing.assert_array_equal(actions_a, actions_b)
+    np.testing.assert_array_equal(index_a, index_b)
+    for camera in images_a:
+        np.testing.assert_array_equal(images_a[camera], images_b[camera])
+
+
+def test_demos_resume_after_kill_9_and_match_any_worker_count(tmp_path):
+    """The same dataset from 2 workers uninterrupted, and from 1 worker killed with SIGKILL
+    after its first finished attempt and then rerun with the same command: the rerun keeps
+    what was finished (it plays only the rest) and the result is identical."""
+    import signal
+    import time
+
+    episodes = 3
+    reference = _cli(*_demos_args(tmp_path / "two", episodes, workers=2))
+    assert reference.returncode == 0, reference.stderr
+    assert f"of {episodes} demonstrations succeeded" in reference.stderr
+
+    out = tmp_path / "one"
+    staging = tmp_path / "one.partial"
+    first = subprocess.Popen([sys.executable, "-m", "pi0bench.cli", *_demos_args(out, episodes, workers=1)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(staging.glob("00000*.kept.npz")) + list(staging.glob("00000*.dropped")):
+        assert time.time() < deadline and first.poll() is None, "no attempt finished before the kill"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    finished = len(list(staging.glob("00000*.*")))
+    assert not out.exists() and 1 <= finished < episodes
+
+    resumed = _cli(*_demos_args(out, episodes, workers=1))
+    assert resumed.returncode == 0, resumed.stderr
+    said = " ".join(resumed.stderr.split())  # rich wraps long lines
+    assert f"{finished} attempts already finished, {episodes - finished} to play" in said
+    assert not staging.exists()
+    _assert_same_dataset(out, tmp_path / "two")
+
+
+def test_demos_refuse_to_resume_a_different_recording(tmp_path):
+    (tmp_path / "ds.partial").mkdir()
+    (tmp_path / "ds.partial" / "recording.json").write_text(json.dumps(
+        {"task": "drawer_tidy", "seed": 1, "image_size": 16, "noise": 0.05, "cameras": None}))
+    result = _cli(*_demos_args(tmp_path / "ds", 1, workers=1))
+    assert result.returncode == 2
+    assert "holds a different recording (noise 0.05 → 0.01)" in " ".join(result.stderr.split())
