@@ -226,6 +226,31 @@ def demos(
     out.print(f"{result['kept']} of {result['attempted']} episodes kept in {result['out']}")
 
 
+@app.command()
+def replay(
+    data: Path = typer.Option(..., help="dataset directory from `pi0bench demos`"),
+    episodes: Optional[int] = typer.Option(None, help="replay only the first N episodes"),
+) -> None:
+    """Re-play a dataset open-loop from its recorded seeds: the executed commands must
+    reproduce it exactly; the clean actions' success rate is printed beside them."""
+    from pi0bench.replay import replay_dataset
+
+    results = replay_dataset(data, episodes)
+    n = len(results)
+    exact = sum(r.executed_success and r.executed_state_error == 0.0 for r in results)
+    table = Table("replayed", "episodes", "succeeded", "max state error")
+    table.add_row("executed commands (action.executed)", str(n),
+                  f"{sum(r.executed_success for r in results)} ({100.0 * sum(r.executed_success for r in results) / n:.0f} %)",
+                  f"{max(r.executed_state_error for r in results):.3g}")
+    table.add_row("clean actions (action), open loop", str(n),
+                  f"{sum(r.clean_success for r in results)} ({100.0 * sum(r.clean_success for r in results) / n:.0f} %)", "-")
+    out.print(table)
+    if exact < n:
+        err.print(f"[red]{n - exact} of {n} episodes did not replay exactly: the dataset does not match this "
+                  "environment[/]")
+        raise typer.Exit(1)
+
+
 @app.command("train")
 def train_(
     policy: str = typer.Option(..., help=f"trainable policy ({', '.join(RECIPES)})"),

@@ -3,7 +3,8 @@
 Each episode starts from the same kind of seeded initial state as an evaluation (but from
 the demo seed, so training and evaluation states differ). At every control step the expert's
 clean command is recorded as the action, and what is executed is that command plus smooth
-noise on the arm joints (an Ornstein-Uhlenbeck process with stationary std `noise` rad): the
+noise on the arm joints (recorded too, as `action.executed`, with each episode's reset seed
+in the episode table, so `pi0bench replay` can re-play a dataset exactly) (an Ornstein-Uhlenbeck process with stationary std `noise` rad): the
 data then shows the expert pulling back towards its plan from states it would never visit on
 its own. Only episodes the task scores as successes are kept.
 
@@ -92,7 +93,7 @@ def record_episode(env, expert, seed: int, noise: float) -> tuple[dict, bool]:
     arm = env.robot.arm_action_indices()
     offset = np.zeros(len(arm))
     low, high = env.action_space.low, env.action_space.high
-    record = {"frames": {c: [] for c in env.cameras}, "states": [], "actions": []}
+    record = {"frames": {c: [] for c in env.cameras}, "states": [], "actions": [], "executed": []}
     done = False
     while not done:
         clean = np.asarray(expert.act(obs)[0], np.float32)
@@ -104,7 +105,9 @@ def record_episode(env, expert, seed: int, noise: float) -> tuple[dict, bool]:
             2 * NOISE_CORRELATION) * rng.standard_normal(len(arm))
         executed = clean.copy()
         executed[arm] += offset
-        obs, _, terminated, truncated, info = env.step(np.clip(executed, low, high))
+        executed = np.clip(executed, low, high)
+        record["executed"].append(executed)
+        obs, _, terminated, truncated, info = env.step(executed)
         done = terminated or truncated
     return record, bool(info["is_success"])
 
@@ -129,17 +132,19 @@ def _stage(staging: Path, episode: int, record: dict, success: bool) -> None:
     if not success:
         atomic_write_text(_dropped_path(staging, episode), f"{len(record['actions'])} steps\n")
         return
-    arrays = {"states": np.stack(record["states"]), "actions": np.stack(record["actions"])}
+    arrays = {"states": np.stack(record["states"]), "actions": np.stack(record["actions"]),
+              "executed": np.stack(record["executed"])}
     arrays.update({f"frames.{c}": np.stack(f) for c, f in record["frames"].items()})
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(_kept_path(staging, episode), buffer.getvalue())
 
 
-def _load_staged(path: Path, cameras: tuple[str, ...], task: str) -> Episode:
+def _load_staged(path: Path, cameras: tuple[str, ...], task: str, seed: int) -> Episode:
     with np.load(path, allow_pickle=False) as arrays:
         return Episode(frames={c: list(arrays[f"frames.{c}"]) for c in cameras},
-                       states=list(arrays["states"]), actions=list(arrays["actions"]), task=task)
+                       states=list(arrays["states"]), actions=list(arrays["actions"]), task=task,
+                       executed=list(arrays["executed"]), seed=seed)
 
 
 # -- workers -------------------------------------------------------------------------------
@@ -251,10 +256,12 @@ def _write_dataset(config: DemoConfig, kept: list[int]) -> None:
     names = _action_names(robot)
     writer = LeRobotWriter(Path(config.out), fps=robot.control_hz, robot_type=robot.name,
                            cameras=cameras, image_size=config.image_size,
-                           state_names=names, action_names=names)
+                           state_names=names, action_names=names,
+                           source={**config.recording(), "episodes_attempted": config.episodes})
     for episode in kept:
         path = _kept_path(config.staging, episode)
-        writer.add_episode_loader(lambda path=path: _load_staged(path, cameras, instruction))
+        seed = episode_seed(config.task, config.seed, episode)
+        writer.add_episode_loader(lambda path=path, seed=seed: _load_staged(path, cameras, instruction, seed))
     writer.close()
 
 

@@ -49,6 +49,8 @@ class Episode:
     states: list[np.ndarray]
     actions: list[np.ndarray]
     task: str
+    executed: list[np.ndarray] | None = None  # what the robot was sent (demos: action + noise)
+    seed: int | None = None  # the env's reset seed, so the episode can be replayed
 
 
 class _PixelStats:
@@ -91,6 +93,7 @@ class LeRobotWriter:
     image_size: int
     state_names: list[str]
     action_names: list[str]
+    source: dict | None = None  # how the data was made (info.json "pi0bench": task, seed, noise)
     _episodes: list[Callable[[], Episode]] = field(default_factory=list)
 
     def add_episode(self, frames: dict[str, list[np.ndarray]], states: list[np.ndarray],
@@ -138,6 +141,8 @@ class LeRobotWriter:
                         "episode_index": index,
                         "index": start + k,
                         "task_index": task,
+                        **({"action.executed": np.asarray(episode.executed[k], np.float32)}
+                           if episode.executed is not None else {}),
                     })
                 for camera in self.cameras:
                     for frame in episode.frames[camera]:
@@ -154,7 +159,8 @@ class LeRobotWriter:
                  for key in ("observation.state", "action")}
         stats.update({f"observation.images.{c}": pixel_stats[c].result() for c in self.cameras})
         (root / "meta/stats.json").write_text(json.dumps(stats, indent=2))
-        (root / "meta/info.json").write_text(json.dumps(self._info(len(frames), len(tasks)), indent=2))
+        info = self._info(len(frames), len(tasks), executed="action.executed" in frames.columns)
+        (root / "meta/info.json").write_text(json.dumps(info, indent=2))
         if final.exists():
             final.rmdir()  # an empty folder the user made for it; anything else is refused earlier
         root.rename(final)
@@ -163,6 +169,7 @@ class LeRobotWriter:
         n = len(episode.actions)
         row = {
             "episode_index": index, "tasks": [episode.task], "length": n,
+            **({"seed": int(episode.seed)} if episode.seed is not None else {}),
             "data/chunk_index": 0, "data/file_index": 0,
             "dataset_from_index": start, "dataset_to_index": start + n,
             "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
@@ -180,7 +187,7 @@ class LeRobotWriter:
                                   output_params=["-crf", "12"], macro_block_size=1,
                                   ffmpeg_log_level="error")
 
-    def _info(self, total_frames: int, total_tasks: int) -> dict:
+    def _info(self, total_frames: int, total_tasks: int, executed: bool = False) -> dict:
         vector = lambda names: {"dtype": "float32", "shape": [len(names)], "names": names}  # noqa: E731
         features = {
             "observation.state": vector(self.state_names),
@@ -191,6 +198,8 @@ class LeRobotWriter:
             "index": {"dtype": "int64", "shape": [1], "names": None},
             "task_index": {"dtype": "int64", "shape": [1], "names": None},
         }
+        if executed:
+            features["action.executed"] = vector(self.action_names)
         for camera in self.cameras:
             features[f"observation.images.{camera}"] = {
                 "dtype": "video", "shape": [self.image_size, self.image_size, 3],
@@ -209,6 +218,7 @@ class LeRobotWriter:
             "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
             "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
             "features": features,
+            **({"pi0bench": self.source} if self.source else {}),
         }
 
 

@@ -186,3 +186,28 @@ def test_demos_refuse_to_resume_a_different_recording(tmp_path):
     result = _cli(*_demos_args(tmp_path / "ds", 1, workers=1))
     assert result.returncode == 2
     assert "holds a different recording (noise 0.05 → 0.01)" in " ".join(result.stderr.split())
+
+
+def test_replay_reproduces_a_recorded_dataset_and_catches_one_that_does_not_match(tmp_path):
+    """`pi0bench replay`: the executed commands re-played from each episode's seed give the
+    recorded states exactly and succeed; a dataset whose executed actions were altered is
+    reported as not matching (exit 1)."""
+    recorded = _cli(*_demos_args(tmp_path / "ds", 3, workers=2))  # episode 0 is not a success
+    assert recorded.returncode == 0, recorded.stderr
+    replayed = _cli("replay", "--data", str(tmp_path / "ds"))
+    assert replayed.returncode == 0, replayed.stderr
+    said = " ".join(replayed.stdout.split())
+    assert "executed commands (action.executed) │ 2 │ 2 (100 %) │ 0" in said
+
+    path = tmp_path / "ds" / "data/chunk-000/file-000.parquet"
+    frames = pd.read_parquet(path)
+    frames["action.executed"] = [a + np.float32(0.05) for a in frames["action.executed"]]
+    frames.to_parquet(path, index=False)
+    altered = _cli("replay", "--data", str(tmp_path / "ds"))
+    assert altered.returncode == 1
+    assert "did not replay exactly" in altered.stderr
+
+
+def test_replay_refuses_a_dataset_without_seeds(dataset_dir):
+    result = _cli("replay", "--data", str(dataset_dir))
+    assert result.returncode == 2 and "no recorded seeds" in result.stderr
