@@ -265,16 +265,72 @@ def train_(
                                                   "(default: the model config's)"),
     seed: int = typer.Option(0, help="seed of the initial weights and of every batch"),
     checkpoint_every: int = typer.Option(200, help="steps between checkpoints"),
+    milestones: str = typer.Option("0.25,0.5,1", help="fractions of --steps whose weights are kept as "
+                                                      "checkpoints/step-N (for `pi0bench curve`)"),
+    threads: int = typer.Option(1, help="torch threads (set it explicitly: two jobs on two cores must not oversubscribe)"),
 ) -> None:
     """Train a policy on demonstrations; writes checkpoints, losses.csv and loss.png."""
     from pi0bench.train import TrainConfig, train
 
-    if steps < 1 or batch_size < 1 or (lr is not None and lr <= 0):
-        raise UserError("--steps and --batch-size must be at least 1 and --lr positive")
+    if steps < 1 or batch_size < 1 or threads < 1 or (lr is not None and lr <= 0):
+        raise UserError("--steps, --batch-size and --threads must be at least 1 and --lr positive")
+    try:
+        fractions = tuple(float(f) for f in milestones.split(","))
+    except ValueError:
+        raise UserError(f"--milestones takes fractions like 0.25,0.5,1 (got {milestones!r})") from None
+    if not all(0 < f <= 1 for f in fractions):
+        raise UserError(f"--milestones must lie in (0, 1] (got {milestones!r})")
     config = TrainConfig(policy=policy, data=list(data), out=out_dir, model=model, steps=steps,
-                         batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every)
+                         batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                         milestones=fractions, threads=threads)
     final = train(config, console=err)
     out.print(f"checkpoint: {final}")
+
+
+def _fit_table(rows, title: str) -> Table:
+    table = Table("states", "episodes", "success [95 % Wilson CI]", "mean score [95 % CI]", title=title)
+    for r in rows:
+        table.add_row(r.split, str(r.episodes),
+                      f"{100 * r.successes / r.episodes:.0f} % [{100 * r.success_ci[0]:.0f}, {100 * r.success_ci[1]:.0f}]",
+                      f"{r.mean_score:.3f} [{r.score_ci[0]:.3f}, {r.score_ci[1]:.3f}]")
+    return table
+
+
+@app.command("fit-check")
+def fit_check_(
+    checkpoint: Path = typer.Option(..., help="a checkpoint directory (pi0bench train's checkpoints/…, or exported)"),
+    data: Path = typer.Option(..., help="the dataset it was trained on (from `pi0bench demos`)"),
+    episodes: int = typer.Option(20, help="episodes on each side: training states and held-out states"),
+    out_dir: Path = typer.Option(..., "--out", help="directory for the two runs (resumable)"),
+    workers: int = typer.Option(1, help="parallel episodes"),
+    image_size: int = typer.Option(64, help="camera image size the checkpoint was trained at"),
+) -> None:
+    """Under-fitting or generalisation? A checkpoint on its own training episodes' initial
+    states and on held-out ones, side by side."""
+    from pi0bench.curve import fit_check
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be at least 1 (got {episodes})")
+    rows = fit_check(checkpoint, data, episodes, out_dir, workers, err, image_size=image_size)
+    out.print(_fit_table(rows, str(checkpoint)))
+
+
+@app.command()
+def curve(
+    run: Path = typer.Option(..., help="a `pi0bench train` run directory with milestone checkpoints"),
+    data: Path = typer.Option(..., help="the dataset it was trained on"),
+    episodes: int = typer.Option(50, help="episodes per milestone on each side (training / held-out states)"),
+    out_dir: Path = typer.Option(..., "--out", help="where curve.csv, curve.png and the runs go (resumable)"),
+    workers: int = typer.Option(1, help="parallel episodes"),
+    image_size: int = typer.Option(64, help="camera image size the run was trained at"),
+) -> None:
+    """The learning curve of a training run: every milestone checkpoint fit-checked."""
+    from pi0bench.curve import learning_curve
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be at least 1 (got {episodes})")
+    path = learning_curve(run, data, episodes, out_dir, workers, err, image_size=image_size)
+    out.print(f"{path} and {path.with_suffix('.png')}")
 
 
 @app.command("export")

@@ -40,6 +40,7 @@ class EvalConfig:
     address: str | None = None  # Ray cluster address (None: start a local Ray instance)
     realtime: bool = False  # simulated time runs on while the policy thinks
     latency_ms: float | None = None  # real-time mode with this fixed latency (None: measured)
+    only_episodes: tuple[int, ...] | None = None  # play just these of 0..episodes-1 (fit check)
 
     def validate(self) -> None:
         check_policy(self.policy)
@@ -85,7 +86,8 @@ class EvalConfig:
                 "image_size": self.image_size,
                 "cameras": list(self.cameras) if self.cameras else None,
                 "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
-                "policy_args": dict(self.policy_args) or None, "realtime": self.realtime_record}
+                "policy_args": dict(self.policy_args) or None, "realtime": self.realtime_record,
+                **({"only_episodes": list(self.only_episodes)} if self.only_episodes is not None else {})}
 
 
 def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
@@ -99,11 +101,11 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
         evaluate(replace(config, realtime=False, latency_ms=None, out=config.run_dir / "baseline"), console)
     store = RunStore(config.run_dir)
     run = store.open(config.as_run_config(), overwrite=config.overwrite)
-    pending = [i for i in range(config.episodes)
-               if not store.has(config.policy, config.task, config.seed, i)]
-    done_before = config.episodes - len(pending)
+    wanted = range(config.episodes) if config.only_episodes is None else config.only_episodes
+    pending = [i for i in wanted if not store.has(config.policy, config.task, config.seed, i)]
+    done_before = len(wanted) - len(pending)
     if done_before:
-        console.print(f"resuming {store.dir}: {done_before} of {config.episodes} episodes on disk")
+        console.print(f"resuming {store.dir}: {done_before} of {len(wanted)} episodes on disk")
 
     job = EpisodeJob(task=config.task, policy=config.policy, seed=config.seed,
                      cameras=config.cameras, image_size=config.image_size,

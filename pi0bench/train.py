@@ -46,6 +46,8 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     checkpoint_every: int = 200
+    milestones: tuple[float, ...] = (0.25, 0.5, 1.0)  # fractions of `steps` kept as step-N checkpoints
+    threads: int = 1  # torch's intra-op threads (explicit: results and speed must not depend on the host)
 
     def to_dict(self) -> dict:
         return {k: ([str(p) for p in v] if k == "data" else str(v) if k == "out" else v)
@@ -111,6 +113,7 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
     if config.lr is None:
         config = replace(config, lr=recipe.default_lr)
 
+    torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = recipe.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
@@ -137,6 +140,8 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
         raw.update(_optimizer_tensors(optimizer))
         checkpoint.save(state_path, meta, ema.state_dict(),
                         train_state=(raw, {"step": step, "optimizer_steps": _optimizer_steps(optimizer)}))
+        if step in milestone_steps(config):
+            checkpoint.save(milestone_dir(out, step), meta, ema.state_dict())
         _plot_losses(out)
 
     columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -162,10 +167,30 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
                     e.lerp_(p, 1.0 - config.ema)
             writer.writerow([step, f"{loss.item():.6f}", f"{time.perf_counter() - started:.4f}"])
             bar.update(task, advance=1, loss=f"{loss.item():.4f}")
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            if ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
+                    or step + 1 in milestone_steps(config)):
                 log.flush()
                 save(step + 1)
     return state_path
+
+
+def milestone_steps(config: TrainConfig) -> set[int]:
+    """The steps whose EMA weights are kept for a learning curve (`pi0bench curve`)."""
+    return {max(1, round(f * config.steps)) for f in config.milestones}
+
+
+def milestone_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:06d}"
+
+
+def milestones(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, checkpoint directory) of every kept milestone of a training run, in order."""
+    found = sorted((int(p.name.removeprefix("step-")), p)
+                   for p in (Path(run_dir) / "checkpoints").glob("step-*") if (p / "config.json").is_file())
+    if not found:
+        raise UserError(f"{run_dir} has no milestone checkpoints (checkpoints/step-N); "
+                        "train it with this version's `pi0bench train`")
+    return found
 
 
 def export(run_dir: Path, target: Path, dtype: torch.dtype = torch.float16) -> None:

@@ -1,0 +1,57 @@
+"""The diagnostics a researcher runs on a training run: the fit check (training states vs
+held-out states) and the learning curve over milestone checkpoints, on a tiny real dataset."""
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from test_baselines import TINY_ACT
+
+from pi0bench.curve import learning_curve, training_episodes
+from pi0bench.demos import DemoConfig, record_demos
+from pi0bench.errors import UserError
+from pi0bench.rollout import episode_seed
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Three drawer attempts at 16 px (the first one fails at this noise) and a tiny ACT
+    trained on them for 4 steps, keeping steps 2 and 4."""
+    from pi0bench.registry import recipe_class
+    from pi0bench.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("curve")
+    record_demos(DemoConfig(task="drawer_tidy", episodes=3, out=root / "data", image_size=16, noise=0.01))
+    configs = recipe_class("act").configs
+    configs[TINY_ACT.name] = replace(TINY_ACT, state_dim=0, action_dim=0, cameras=0)
+    train(TrainConfig(policy="act", data=[root / "data"], out=root / "run", model=TINY_ACT.name, steps=4,
+                      batch_size=2, warmup=1, milestones=(0.5, 1.0)))
+    yield root
+    del configs[TINY_ACT.name]
+
+
+def test_training_episodes_are_the_kept_attempts_of_the_recording_seed(tiny_run):
+    task, seed, kept = training_episodes(tiny_run / "data")
+    assert (task, seed) == ("drawer_tidy", 1)
+    episodes = pd.read_parquet(tiny_run / "data/meta/episodes/chunk-000/file-000.parquet")
+    assert [episode_seed(task, seed, i) for i in kept] == episodes["seed"].tolist()
+    assert 0 not in kept and len(kept) == 2  # attempt 0 was dropped
+
+
+def test_learning_curve_fit_checks_every_milestone(tiny_run):
+    path = learning_curve(tiny_run / "run", tiny_run / "data", episodes=1, out=tiny_run / "curve",
+                          image_size=16, cameras=None)
+    rows = pd.read_csv(path)
+    assert sorted(set(rows["step"])) == [2, 4]
+    assert set(rows["split"]) == {"train", "held-out"} and (rows["episodes"] == 1).all()
+    assert (tiny_run / "curve" / "curve.png").stat().st_size > 5_000
+    _, _, kept = training_episodes(tiny_run / "data")
+    train = pd.read_parquet(tiny_run / "curve/step-000002/train/episodes")
+    assert train["episode"].tolist() == kept[:1]  # only a kept attempt's state is played
+    held = pd.read_parquet(tiny_run / "curve/step-000002/held-out/episodes")
+    assert held["seed"].tolist() == [0]
+
+
+def test_a_run_without_milestones_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no milestone checkpoints"):
+        learning_curve(tmp_path, tmp_path, episodes=1, out=tmp_path / "c")
