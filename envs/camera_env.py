@@ -9,6 +9,8 @@ use, inside the process that uses it.
 
 from __future__ import annotations
 
+import hashlib
+
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -59,6 +61,17 @@ class CameraEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+    def state_sha(self) -> str:
+        """A hash of the simulator's state (qpos, qvel and every flex vertex, e.g. the towel's):
+        two episodes with the same hash ended in the same state, bit for bit."""
+        digest = hashlib.sha256()
+        arrays = [self.data.qpos, self.data.qvel]
+        if self.model.nflex:
+            arrays.append(self.data.flexvert_xpos)
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array, np.float64).tobytes())
+        return digest.hexdigest()
 
     @property
     def sim_seconds(self) -> float:

@@ -3,7 +3,7 @@
 Observation: the contract in `camera_env` (images, state, prompt).
 Action: float32[D] absolute joint targets + gripper openings in [0, 1], held for one control
 period (physics at 2 ms, so 25 substeps at 20 Hz and 10 at 50 Hz).
-Reward is the number of rubric points newly earned on the step; ``terminated`` is set when
+Reward is the change in rubric points over the step (negative when one is lost); ``terminated`` is set when
 every point is earned, ``truncated`` at the task's episode length.
 """
 

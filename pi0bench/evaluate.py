@@ -84,7 +84,8 @@ class EvalConfig:
         return {"policy": self.policy, "task": self.task, "episodes": self.episodes,
                 "seed": self.seed, "workers": self.workers, "execute_steps": self.execute_steps,
                 "image_size": self.image_size,
-                "cameras": list(self.cameras) if self.cameras else None,
+                # None: the robot's default cameras; []: none at all (a blind run is another run)
+                "cameras": None if self.cameras is None else list(self.cameras),
                 "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
                 "policy_args": dict(self.policy_args) or None, "realtime": self.realtime_record,
                 **({"only_episodes": list(self.only_episodes)} if self.only_episodes is not None else {})}

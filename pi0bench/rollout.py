@@ -48,6 +48,7 @@ class EpisodeRecord:
     latency_p95_ms: float
     error: str
     delay_steps: int = 0  # control steps played while waiting on the policy (real-time mode)
+    final_state_sha: str = ""  # sha256 of the simulator's final state (env.state_sha)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,7 +175,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         max_points=base.task.max_points, stages=json.dumps(stages), steps=steps,
         sim_seconds=float(base.data.time), wall_seconds=time.perf_counter() - started,
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
-        error=error, delay_steps=waited,
+        error=error, delay_steps=waited, final_state_sha=base.state_sha(),
     )
 
 

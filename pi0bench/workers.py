@@ -39,12 +39,26 @@ class EpisodeJob:
     latency_ms: float | None = None  # fixed latency in real-time mode (None: measured)
 
 
+# Every path (serial, process pool, Ray) runs policies on this many torch threads: a kernel's
+# floating-point reduction order depends on the thread count (one DP call differed by 4.8e-7
+# between 1 and 2 threads, the final qpos after 300 steps by 6.5e-4), so a run's episodes
+# would otherwise depend on how many workers played them.
+POLICY_THREADS = 1
+
+
+def use_policy_threads() -> None:
+    import torch
+
+    torch.set_num_threads(POLICY_THREADS)
+
+
 class EpisodeRunner:
     """An env + policy pair that plays episodes one after another."""
 
     def __init__(self, job: EpisodeJob):
         from pi0bench.registry import make_env, make_policy
 
+        use_policy_threads()
         self.job = job
         self.env = make_env(job.task, cameras=job.cameras, image_size=job.image_size)
         self.policy = make_policy(job.policy, self.env, job.checkpoint, dict(job.policy_args))
@@ -73,14 +87,14 @@ _RUNNER: EpisodeRunner | None = None
 _INIT_ERROR: Exception | None = None
 
 
-def _init_worker(job: EpisodeJob, threads: int) -> None:
+def _init_worker(job: EpisodeJob) -> None:
     """Build the worker's env and policy. A failure is kept and re-raised by each episode, so
     the parent sees the real error (e.g. a one-line UserError), not a broken pool.
 
-    Each worker gets its share of the cores for torch's thread pool (before torch is
-    imported): N workers each spinning one thread per core made a DP episode ~25x slower."""
+    OpenMP gets POLICY_THREADS before torch is imported (N workers each spinning one thread
+    per core made a DP episode ~25x slower); EpisodeRunner sets torch's own count."""
     global _RUNNER, _INIT_ERROR
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ["OMP_NUM_THREADS"] = str(POLICY_THREADS)
     try:
         _RUNNER = EpisodeRunner(job)
     except Exception as exc:  # noqa: BLE001 - handed back to the parent unchanged
@@ -116,8 +130,7 @@ def run_episodes(job: EpisodeJob, episodes: Iterable[int], workers: int,
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(episodes)), mp_context=context,
-                             initializer=_init_worker,
-                             initargs=(job, max(1, (os.cpu_count() or 1) // workers))) as pool:
+                             initializer=_init_worker, initargs=(job,)) as pool:
         futures = [pool.submit(_run_in_worker, episode) for episode in episodes]
         for future in as_completed(futures):
             on_record(future.result())

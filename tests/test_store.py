@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pi0bench import store
 from pi0bench.store import RunStore
 
@@ -22,3 +24,14 @@ def test_resuming_keeps_the_first_provenance_and_records_later_code(tmp_path, mo
     assert run["git_revision"] == "aaa" and run["created"] == first["created"]
     assert [r["git_revision"] for r in run["resumed_with"]] == ["bbb"]
     assert run["config"]["episodes"] == 5
+
+
+def test_a_blind_run_never_resumes_into_a_sighted_one(tmp_path):
+    """`--cameras none` and the default cameras are different runs (they were both stored as
+    None, so a blind run resumed into a sighted run's directory)."""
+    from pi0bench.errors import UserError
+    from pi0bench.evaluate import EvalConfig, evaluate
+
+    evaluate(EvalConfig(policy="hold", task="drawer_tidy", episodes=1, cameras=(), out=tmp_path))
+    with pytest.raises(UserError, match=r"holds a different run \(cameras=\[\]\)"):
+        evaluate(EvalConfig(policy="hold", task="drawer_tidy", episodes=1, cameras=None, out=tmp_path))
