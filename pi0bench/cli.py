@@ -193,12 +193,14 @@ def regress_(
         out.print(f"reference updated: {reference}")
         return
     table = Table(title=f"regression check against {reference}")
-    for name in ("policy", "task", "episodes", "success ref → new", "p", "score ref → new", "p", "verdict"):
+    for name in ("policy", "task", "episodes", "success ref → new", "p", "score ref → new", "p",
+                 "detects a drop of", "verdict"):
         table.add_column(name)
     for r in results:
+        detects = "never fails" if r.detectable_drop is None else f"{100 * r.detectable_drop:.0f} pts {r.detectable_in}"
         table.add_row(r.policy, r.task, str(r.episodes), f"{r.reference_success:.2f} → {r.new_success:.2f}",
                       f"{r.p_success:.3g}", f"{r.reference_score:.3f} → {r.new_score:.3f}", f"{r.p_score:.3g}",
-                      "[red]REGRESSED[/]" if r.regressed else "ok")
+                      detects, "[red]REGRESSED[/]" if r.regressed else "ok")
     out.print(table)
     if any(r.regressed for r in results):
         raise typer.Exit(1)
