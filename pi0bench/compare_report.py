@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from pi0bench.compare import cell_dir, load_comparison  # noqa: E402
 from pi0bench.paired import paired_comparison  # noqa: E402
 from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic  # noqa: E402
-from pi0bench.stats import outcomes, summarize  # noqa: E402
+from pi0bench.stats import holm, outcomes, summarize  # noqa: E402
 from pi0bench.store import episode_stem  # noqa: E402
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
@@ -44,6 +44,9 @@ def pairwise(episodes: pd.DataFrame, policies: list[str], tasks: list[str]) -> l
             _, success_a, score_a = outcomes(ea.loc[shared])
             _, success_b, score_b = outcomes(eb.loc[shared])
             rows.append({"task": task, "a": a, "b": b, **paired_comparison(success_a, success_b, score_a, score_b)})
+    for test in ("success", "score"):  # each test's family: every pair on every task
+        for row, adjusted in zip(rows, holm([r[test]["p_value"] for r in rows])):
+            row[test]["p_holm"] = adjusted
     return rows
 
 
@@ -108,12 +111,15 @@ def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs
                  rows=[[t["policy"], str(t["tasks"]),
                         "–" if t["mean_score"] is None else f"{t['mean_score']:.3f}",
                         "–" if t["success_rate"] is None else f"{100 * t['success_rate']:.1f} %"] for t in totals]),
-        Section("Paired tests on shared initial states",
-                 headers=["task", "A vs B", "episodes", "success: only A / only B", "McNemar exact p",
-                          "score: A higher / B higher", "sign test p", "mean score A − B [95% CI]"],
+        Section("Paired tests on shared initial states (p raw / Holm-adjusted over every pair and task; "
+                "judge significance by the Holm-adjusted p)",
+                 headers=["task", "A vs B", "episodes", "success: only A / only B", "McNemar exact p (Holm)",
+                          "score: A higher / B higher", "sign test p (Holm)", "mean score A − B [95% CI]"],
                  rows=[[p["task"], f"{p['a']} vs {p['b']}", str(p["episodes"]),
-                        f"{p['success']['only_a']} / {p['success']['only_b']}", f"{p['success']['p_value']:.3g}",
-                        f"{p['score']['higher_a']} / {p['score']['higher_b']}", f"{p['score']['p_value']:.3g}",
+                        f"{p['success']['only_a']} / {p['success']['only_b']}",
+                        f"{p['success']['p_value']:.3g} ({p['success']['p_holm']:.3g})",
+                        f"{p['score']['higher_a']} / {p['score']['higher_b']}",
+                        f"{p['score']['p_value']:.3g} ({p['score']['p_holm']:.3g})",
                         f"{p['score_difference']:+.3f} [{p['score_difference_ci'][0]:+.3f}, "
                         f"{p['score_difference_ci'][1]:+.3f}]"] for p in pairs]),
         Section("Mean score per task", plot=PLOTS["scores"]),

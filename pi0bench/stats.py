@@ -135,3 +135,15 @@ def summarize(episodes: pd.DataFrame) -> list[dict[str, Any]]:
     """One summary per (policy, task), in the order the pairs first appear in the records."""
     groups = episodes.groupby(["policy", "task"], sort=False)
     return [summarize_cell(cell) for _, cell in groups]
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: each p-value corrected for the whole family, keeping the
+    family-wise error rate at the level without assuming the tests are independent."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -71,6 +71,7 @@ def test_every_policy_plays_the_same_initial_states(comparison):
     assert [n["policy"] for n in summary["not_applicable"]] == ["act"]
     pair = summary["pairwise"][0]
     assert (pair["a"], pair["b"], pair["success"]["only_a"], pair["success"]["only_b"]) == ("scripted", "hold", 3, 0)
+    assert pair["success"]["p_holm"] >= pair["success"]["p_value"]  # adjusted over the family
     report = (config.out / "report.md").read_text()
     assert "**100 %" in report and "n/a" in report and "McNemar" in report
     page = (config.out / "report.html").read_text()

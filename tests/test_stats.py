@@ -159,3 +159,12 @@ def test_summarize_keeps_first_appearance_order(cell_frame: pd.DataFrame) -> Non
     cells = summarize(frame)
     assert [(c["policy"], c["episodes"]) for c in cells] == [("zeta", 2), ("alpha", 3)]
     assert [c["success_rate"] for c in cells] == [1.0, 0.0]
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    from pi0bench.stats import holm
+
+    # m = 4: 0.01*4, max(0.04, 0.02*3), max(.., 0.03*2), max(.., 0.5*1) — monotone, capped at 1
+    assert holm([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
+    assert holm([0.4, 0.3]) == pytest.approx([0.6, 0.6])  # 0.3·2, then max(0.6, 0.4·1)
+    assert holm([]) == []
