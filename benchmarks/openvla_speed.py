@@ -29,7 +29,7 @@ import torch
 from pi0bench.normalize import Normalizer
 from pi0bench.policies.openvla.config import OPENVLA_OFT_SMALL, OPENVLA_SMALL
 from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe
-from pi0bench.train import _Data, batch_indices
+from pi0bench.train import TrainingData, batch_indices
 from timing import best_of  # benchmarks/, the folder of the running script
 
 ROBOTS = {"franka": (8, ("base", "wrist"), "put the items in the drawer and close it"),
@@ -65,7 +65,7 @@ def call_ms(recipe, robot: str) -> float:
     return best_of(call) * 1e3
 
 
-def train_step_s(recipe, data: _Data, steps: int) -> float:
+def train_step_s(recipe, data: TrainingData, steps: int) -> float:
     """Mean seconds of a batch-32 step (collate, loss, backward, AdamW) on the demos."""
     recipe = recipe.for_datasets([d.info for d in data.sets])
     normalizers = {r: Normalizer.from_dict(d) for r, d in data.normalizers.items()}
@@ -97,7 +97,7 @@ def main() -> None:
         result["call_ms"][f"openvla-small/{robot}"] = call_ms(autoregressive, robot)
         result["call_ms"][f"openvla-oft-small/{robot}"] = call_ms(oft, robot)
     if args.data:
-        data = _Data(args.data, chunk=OPENVLA_OFT_SMALL.chunk)  # openvla reads the first action of each window
+        data = TrainingData(args.data, chunk=OPENVLA_OFT_SMALL.chunk)  # openvla reads the first action of each window
         result["train_step_s_batch32"] = {
             "openvla-small": train_step_s(autoregressive, data, args.steps),
             "openvla-oft-small": train_step_s(OpenVlaOftRecipe(OPENVLA_OFT_SMALL), data, args.steps)}

@@ -70,7 +70,7 @@ def batch_indices(seed: int, step: int, size: int, lengths: list[int]) -> np.nda
     return offsets[which] + (rng.random(size) * np.asarray(lengths)[which]).astype(np.int64)
 
 
-class _Data:
+class TrainingData:
     """Several datasets as one index space, each window tagged with its robot."""
 
     def __init__(self, roots: list[Path], chunk: int, history: int = 1):
@@ -106,7 +106,7 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
         if name not in recipe_cls.configs:
             raise UserError(f"unknown --model {name!r} for {config.policy}; choose from: {', '.join(recipe_cls.configs)}")
         recipe = recipe_cls.from_name(name)
-    data = _Data([Path(p) for p in config.data], recipe.chunk, recipe.history)
+    data = TrainingData([Path(p) for p in config.data], recipe.chunk, recipe.history)
     if not resume:
         recipe = recipe.for_datasets([d.info for d in data.sets])
     normalizers = {r: Normalizer.from_dict(d) for r, d in data.normalizers.items()}
