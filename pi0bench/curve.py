@@ -22,6 +22,7 @@ from pi0bench import checkpoint
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.lerobot_dataset import EPISODES_FILE, read_meta
+from pi0bench.rollout import episode_seed
 from pi0bench.stats import bootstrap_mean_ci, wilson_interval
 from pi0bench.store import RunStore
 
@@ -44,8 +45,6 @@ def training_episodes(data: Path) -> tuple[str, int, list[int]]:
         raise UserError(f"{data} does not say how it was recorded (info.json has no 'pi0bench' entry); "
                         "record it again with this version's `pi0bench demos`")
     seeds = pd.read_parquet(Path(data) / EPISODES_FILE)["seed"].tolist()
-    from pi0bench.rollout import episode_seed
-
     attempted = int(source["episodes_attempted"])
     index_of = {episode_seed(source["task"], source["seed"], i): i for i in range(attempted)}
     return source["task"], int(source["seed"]), [index_of[s] for s in seeds]
