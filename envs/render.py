@@ -13,13 +13,19 @@ def model_cameras(model: mujoco.MjModel) -> list[str]:
     return [model.camera(i).name for i in range(model.ncam)]
 
 
+def camera_id(model: mujoco.MjModel, name: str) -> int:
+    """A camera's id, failing with its name when the model has none of that name: MuJoCo
+    would render its free camera instead (a distant view of the whole scene), silently."""
+    found = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+    if found < 0:
+        raise UserError(f"the model has no camera {name!r}; its cameras are "
+                        f"{', '.join(model_cameras(model)) or '(none)'}")
+    return found
+
+
 def check_model_cameras(model: mujoco.MjModel, cameras: tuple[str, ...]) -> None:
-    """Fail, naming the camera, when a model has no camera of that name: MuJoCo would render
-    its free camera instead (a distant view of the whole scene), silently."""
     for name in cameras:
-        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
-            raise UserError(f"the model has no camera {name!r}; its cameras are "
-                            f"{', '.join(model_cameras(model)) or '(none)'}")
+        camera_id(model, name)
 
 
 class CameraRenderer:
@@ -37,8 +43,7 @@ class CameraRenderer:
 
     def camera_id(self, name: str) -> int:
         if name not in self._camera_ids:
-            check_model_cameras(self._model, (name,))
-            self._camera_ids[name] = mujoco.mj_name2id(self._model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+            self._camera_ids[name] = camera_id(self._model, name)
         return self._camera_ids[name]
 
     def render(self, data: mujoco.MjData, cameras: tuple[str, ...]) -> dict[str, np.ndarray]:

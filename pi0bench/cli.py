@@ -239,13 +239,13 @@ def replay(
 
     results = replay_dataset(data, episodes)
     n = len(results)
+    executed_ok = sum(r.executed_success for r in results)
+    clean_ok = sum(r.clean_success for r in results)
     exact = sum(r.executed_success and r.executed_state_error == 0.0 for r in results)
     table = Table("replayed", "episodes", "succeeded", "max state error")
-    table.add_row("executed commands (action.executed)", str(n),
-                  f"{sum(r.executed_success for r in results)} ({100.0 * sum(r.executed_success for r in results) / n:.0f} %)",
+    table.add_row("executed commands (action.executed)", str(n), f"{executed_ok} ({100.0 * executed_ok / n:.0f} %)",
                   f"{max(r.executed_state_error for r in results):.3g}")
-    table.add_row("clean actions (action), open loop", str(n),
-                  f"{sum(r.clean_success for r in results)} ({100.0 * sum(r.clean_success for r in results) / n:.0f} %)", "-")
+    table.add_row("clean actions (action), open loop", str(n), f"{clean_ok} ({100.0 * clean_ok / n:.0f} %)", "-")
     out.print(table)
     if exact < n:
         err.print(f"[red]{n - exact} of {n} episodes did not replay exactly: the dataset does not match this "

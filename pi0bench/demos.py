@@ -3,10 +3,11 @@
 Each episode starts from the same kind of seeded initial state as an evaluation (but from
 the demo seed, so training and evaluation states differ). At every control step the expert's
 clean command is recorded as the action, and what is executed is that command plus smooth
-noise on the arm joints (recorded too, as `action.executed`, with each episode's reset seed
-in the episode table, so `pi0bench replay` can re-play a dataset exactly) (an Ornstein-Uhlenbeck process with stationary std `noise` rad): the
+noise on the arm joints (an Ornstein-Uhlenbeck process with stationary std `noise` rad): the
 data then shows the expert pulling back towards its plan from states it would never visit on
-its own. Only episodes the task scores as successes are kept.
+its own. The executed command is recorded too (`action.executed`), with each episode's reset
+seed in the episode table, so `pi0bench replay` can re-play a dataset exactly. Only episodes
+the task scores as successes are kept.
 
 Recording is parallel and resumable. Every attempt is written, as soon as it ends, to a
 staging folder beside the dataset (`<out>.partial/`: the frames of a kept episode, or a
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +32,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pi0bench.errors import UserError
 from pi0bench.lerobot_dataset import Episode, LeRobotWriter
-from pi0bench.registry import check_task, make_env, make_policy
+from pi0bench.registry import check_task, make_env, make_policy, make_task
 from pi0bench.rollout import episode_seed
 from pi0bench.store import atomic_write_bytes, atomic_write_text
+from pi0bench.workers import run_in_processes
 
 NOISE_CORRELATION = 0.1  # per control step: the noise wanders over ~10 steps
 # Per task, the noise that still shows recovery while keeping most attempts (measured yields
@@ -156,7 +156,7 @@ class _Recorder:
         self.env = make_env(config.task, cameras=config.cameras, image_size=config.image_size)
         self.expert = make_policy("scripted", self.env)
 
-    def play(self, episode: int) -> tuple[int, bool]:
+    def run(self, episode: int) -> tuple[int, bool]:
         seed = episode_seed(self.config.task, self.config.seed, episode)
         record, success = record_episode(self.env, self.expert, seed, self.config.noise_std)
         _stage(self.config.staging, episode, record, success)
@@ -164,38 +164,6 @@ class _Recorder:
 
     def close(self) -> None:
         self.env.close()
-
-
-_RECORDER: _Recorder | None = None
-
-
-def _init_worker(config: DemoConfig) -> None:
-    global _RECORDER
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _RECORDER = _Recorder(config)
-
-
-def _play_in_worker(episode: int) -> tuple[int, bool]:
-    assert _RECORDER is not None, "worker not initialised"
-    return _RECORDER.play(episode)
-
-
-def _play(config: DemoConfig, todo: list[int], on_done) -> None:
-    if not todo:
-        return
-    if config.workers <= 1:
-        recorder = _Recorder(config)
-        try:
-            for episode in todo:
-                on_done(*recorder.play(episode))
-        finally:
-            recorder.close()
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(config.workers, len(todo)), mp_context=context,
-                             initializer=_init_worker, initargs=(config,)) as pool:
-        for future in as_completed([pool.submit(_play_in_worker, e) for e in todo]):
-            on_done(*future.result())
 
 
 def _open_staging(config: DemoConfig) -> None:
@@ -237,7 +205,7 @@ def record_demos(config: DemoConfig, console: Console | None = None) -> dict:
             done[episode] = success
             bar.update(task, advance=1, kept=sum(1 for r in done.values() if r))
 
-        _play(config, todo, on_done)
+        run_in_processes(partial(_Recorder, config), todo, config.workers, lambda result: on_done(*result))
     kept = [e for e in range(config.episodes) if done[e]]
     console.print(f"yield: {len(kept)} of {config.episodes} demonstrations succeeded "
                   f"({100.0 * len(kept) / config.episodes:.0f} %) at noise {config.noise_std:g} rad")
@@ -250,9 +218,10 @@ def record_demos(config: DemoConfig, console: Console | None = None) -> dict:
 
 
 def _write_dataset(config: DemoConfig, kept: list[int]) -> None:
-    env = make_env(config.task, cameras=config.cameras, image_size=config.image_size)
-    robot, cameras, instruction = env.robot, env.cameras, env.task.instruction
-    env.close()
+    task = make_task(config.task)
+    robot = task.make_robot()
+    cameras = tuple(robot.default_cameras if config.cameras is None else config.cameras)
+    instruction = task.instruction
     names = _action_names(robot)
     writer = LeRobotWriter(Path(config.out), fps=robot.control_hz, robot_type=robot.name,
                            cameras=cameras, image_size=config.image_size,

@@ -133,6 +133,8 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
     console.print(f"{config.policy} ({recipe.config.name}, {n_params / 1e6:.1f}M parameters) on "
                   f"{len(data)} windows from {len(data.sets)} dataset(s); steps {start}..{config.steps}")
 
+    keep = milestone_steps(config)
+
     def save(step: int) -> None:
         meta = {"policy": config.policy, "model": recipe.config_dict(), "normalizers": data.normalizers,
                 "step": step, "train": config.to_dict()}
@@ -140,7 +142,7 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
         raw.update(_optimizer_tensors(optimizer))
         checkpoint.save(state_path, meta, ema.state_dict(),
                         train_state=(raw, {"step": step, "optimizer_steps": _optimizer_steps(optimizer)}))
-        if step in milestone_steps(config):
+        if step in keep:
             checkpoint.save(milestone_dir(out, step), meta, ema.state_dict())
         _plot_losses(out)
 
@@ -167,8 +169,7 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
                     e.lerp_(p, 1.0 - config.ema)
             writer.writerow([step, f"{loss.item():.6f}", f"{time.perf_counter() - started:.4f}"])
             bar.update(task, advance=1, loss=f"{loss.item():.4f}")
-            if ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
-                    or step + 1 in milestone_steps(config)):
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or step + 1 in keep:
                 log.flush()
                 save(step + 1)
     return state_path

@@ -13,8 +13,9 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pi0bench.rollout import EpisodeRecord, run_episode
 from pi0bench.store import episode_stem
@@ -83,29 +84,59 @@ class EpisodeRunner:
         self.env.close()
 
 
-_RUNNER: EpisodeRunner | None = None
+class Runner(Protocol):
+    """What plays work items one after another in one process (an env built once)."""
+
+    def run(self, item: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+_RUNNER: Runner | None = None
 _INIT_ERROR: Exception | None = None
 
 
-def _init_worker(job: EpisodeJob) -> None:
-    """Build the worker's env and policy. A failure is kept and re-raised by each episode, so
-    the parent sees the real error (e.g. a one-line UserError), not a broken pool.
+def _init_worker(build: Callable[[], Runner]) -> None:
+    """Build the worker's runner. A failure is kept and re-raised by each item, so the parent
+    sees the real error (e.g. a one-line UserError), not a broken pool.
 
     OpenMP gets POLICY_THREADS before torch is imported (N workers each spinning one thread
     per core made a DP episode ~25x slower); EpisodeRunner sets torch's own count."""
     global _RUNNER, _INIT_ERROR
     os.environ["OMP_NUM_THREADS"] = str(POLICY_THREADS)
     try:
-        _RUNNER = EpisodeRunner(job)
+        _RUNNER = build()
     except Exception as exc:  # noqa: BLE001 - handed back to the parent unchanged
         _INIT_ERROR = exc
 
 
-def _run_in_worker(episode: int) -> dict:
+def _run_in_worker(item: Any) -> Any:
     if _INIT_ERROR is not None:
         raise _INIT_ERROR
     assert _RUNNER is not None, "worker not initialised"
-    return _RUNNER.run(episode).to_dict()
+    return _RUNNER.run(item)
+
+
+def run_in_processes(build: Callable[[], Runner], items: list, workers: int,
+                     on_result: Callable[[Any], None]) -> None:
+    """Play `items` here (1 worker) or in a pool of `workers` spawned processes, each building
+    one runner with `build` (picklable: a top-level class or a partial of one); every result
+    goes to `on_result` as soon as it exists."""
+    if not items:
+        return
+    if workers <= 1:
+        runner = build()
+        try:
+            for item in items:
+                on_result(runner.run(item))
+        finally:
+            runner.close()
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
+                             initializer=_init_worker, initargs=(build,)) as pool:
+        for future in as_completed([pool.submit(_run_in_worker, item) for item in items]):
+            on_result(future.result())
 
 
 def run_episodes(job: EpisodeJob, episodes: Iterable[int], workers: int,
@@ -120,17 +151,4 @@ def run_episodes(job: EpisodeJob, episodes: Iterable[int], workers: int,
 
         run_on_ray(job, episodes, workers, on_record, address)
         return
-    if workers <= 1:
-        runner = EpisodeRunner(job)
-        try:
-            for episode in episodes:
-                on_record(runner.run(episode).to_dict())
-        finally:
-            runner.close()
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(episodes)), mp_context=context,
-                             initializer=_init_worker, initargs=(job,)) as pool:
-        futures = [pool.submit(_run_in_worker, episode) for episode in episodes]
-        for future in as_completed(futures):
-            on_record(future.result())
+    run_in_processes(partial(EpisodeRunner, job), episodes, workers, lambda record: on_record(record.to_dict()))
