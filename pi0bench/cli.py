@@ -87,8 +87,12 @@ def eval_(
     address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
     realtime: bool = typer.Option(False, help="simulated time runs on while the policy thinks (also runs a "
                                               "no-latency baseline into OUT/baseline for the report)"),
-    latency_ms: Optional[float] = typer.Option(None, help="with --realtime: a fixed policy latency instead of "
+    realtime_mode: str = typer.Option("naive", help="real-time execution of a late chunk: naive (from its first "
+                                                    "row), skip (from the row for now) or rtc (pi0: inpainted)"),
+    latency_ms: Optional[float] = typer.Option(None, help="real-time mode with a fixed policy latency instead of "
                                                           "the measured one (exactly reproducible)"),
+    latency_jitter_ms: float = typer.Option(0.0, help="with --latency-ms: Gaussian jitter per call (standard "
+                                                      "deviation), drawn from the episode's seed"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.evaluate import EvalConfig, evaluate
@@ -100,7 +104,7 @@ def eval_(
         cameras=_camera_list(cameras),
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
         policy_args=_policy_args(policy_arg), backend=backend, address=address,
-        realtime=realtime or latency_ms is not None, latency_ms=latency_ms,
+        realtime=_realtime(realtime, realtime_mode, latency_ms, latency_jitter_ms),
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))
@@ -176,6 +180,50 @@ def compare_(
     summary = compare(config, console=err)
     out.print(comparison_table(summary))
     out.print(f"report: {out_dir / 'report.md'}")
+
+
+@app.command("latency-sweep")
+def latency_sweep_(
+    policy: str = typer.Option(..., help="policy name (see pi0bench policies)"),
+    task: str = typer.Option(..., help="task name (see pi0bench tasks)"),
+    latency_ms: str = typer.Option("0,50,100,200,300", help="comma-separated fixed latencies per policy call"),
+    modes: str = typer.Option("naive,skip,rtc", help="comma-separated execution modes (naive, skip, rtc)"),
+    latency_jitter_ms: float = typer.Option(0.0, help="Gaussian jitter per call (standard deviation), seeded"),
+    episodes: int = typer.Option(30, help="episodes per (mode, latency) cell"),
+    seed: int = typer.Option(0, help="base seed; every cell plays the same initial states"),
+    workers: int = typer.Option(1, help="worker processes per cell"),
+    out_dir: Path = typer.Option(Path("results/latency"), "--out", help="sweep directory; rerun to resume"),
+    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
+    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's), or none"),
+    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them"),
+    policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
+                                                  "(act: temporal_ensemble=0.01; pi0: rtc_max_guidance=5)"),
+    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+) -> None:
+    """Every (execution mode, latency) cell on the same initial states, with paired tests against naive."""
+    from pi0bench.latency_sweep import SweepConfig, latency_sweep
+
+    config = SweepConfig(policy=policy, task=task, out=out_dir, latencies_ms=_numbers(latency_ms, "--latency-ms"),
+                         modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
+                         jitter_ms=latency_jitter_ms, episodes=episodes, seed=seed, workers=workers,
+                         image_size=image_size, cameras=_camera_list(cameras), checkpoint=checkpoint,
+                         policy_args=_policy_args(policy_arg), timeout_s=timeout if timeout > 0 else None)
+    summary = latency_sweep(config, console=err)
+    table = Table(title=f"latency sweep: {policy} on {task}")
+    for name in ("mode", "latency ms", "episodes", "success", "mean score", "steps waiting"):
+        table.add_column(name)
+    for r in summary["cells"]:
+        table.add_row(r["mode"], f"{r['latency_ms']:g}", str(r["episodes"]), f"{100 * r['success_rate']:.0f} %",
+                      f"{r['mean_score']:.3f}", f"{100 * r['waiting_share']:.0f} %")
+    out.print(table)
+    out.print(f"report: {out_dir / 'report.md'}")
+
+
+def _numbers(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated numbers (got {text!r})") from None
 
 
 @app.command("regress")
@@ -361,6 +409,15 @@ def convert_pi0(
 
     convert(source, target, model_config(model), list(data), tokenizer)
     out.print(f"checkpoint: {target}")
+
+
+def _realtime(on: bool, mode: str, latency_ms: float | None, jitter_ms: float):
+    """The real-time settings of a command line, or None for the normal loop."""
+    from pi0bench.realtime import Realtime
+
+    if not (on or latency_ms is not None or jitter_ms or mode != "naive"):
+        return None
+    return Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=jitter_ms)
 
 
 def _policy_args(items: list[str]) -> tuple[tuple[str, object], ...]:

@@ -8,25 +8,20 @@ Everything is recomputed from the stored episodes, so `pi0bench report DIR` rebu
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from pi0bench.compare import cell_dir, load_comparison  # noqa: E402
-from pi0bench.paired import paired_comparison  # noqa: E402
-from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic  # noqa: E402
-from pi0bench.stats import holm, outcomes, summarize  # noqa: E402
-from pi0bench.store import episode_stem  # noqa: E402
+from pi0bench.compare import cell_dir, load_comparison
+from pi0bench.paired import paired_comparison
+from pi0bench.plots import figure_png, plt
+from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic
+from pi0bench.stats import holm, outcomes, summarize
+from pi0bench.store import episode_stem
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
 
@@ -138,14 +133,6 @@ def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs
     return sections
 
 
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _plot_scores(cells: list[dict], policies: list[str], tasks: list[str]) -> bytes:
     """Grouped bars of mean score per task with bootstrap CI whiskers (the paper's figures)."""
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(tasks)), 4))
@@ -166,7 +153,7 @@ def _plot_scores(cells: list[dict], policies: list[str], tasks: list[str]) -> by
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean score (points / max)")
     ax.legend(fontsize="small", ncol=min(len(policies), 4))
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _plot_stages(cells: list[dict]) -> bytes:
@@ -183,7 +170,7 @@ def _plot_stages(cells: list[dict]) -> bytes:
     ax.tick_params(axis="x", labelsize="x-small")
     if stages:
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _plot_latency(cells: list[dict]) -> bytes:
@@ -196,7 +183,7 @@ def _plot_latency(cells: list[dict]) -> bytes:
     ax.set_xlabel("mean policy call latency (ms, log)")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.05, 1.05)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def write_comparison(out: Path) -> dict:

@@ -1,6 +1,6 @@
 """`pi0bench eval`: run one policy on one task into a resumable run directory.
 
-A real-time run (`--realtime`, see `rollout`) also plays the same episodes without latency
+A real-time run (`--realtime`, see `pi0bench.realtime`) also plays the same episodes without latency
 into RUN/baseline, so its report shows success with and without latency, paired by episode.
 """
 
@@ -15,7 +15,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from pi0bench.errors import UserError
-from pi0bench.registry import check_checkpoint, check_policy, check_policy_args, check_task, make_task
+from pi0bench.realtime import Realtime
+from pi0bench.registry import (check_checkpoint, check_policy, check_policy_args, check_task, make_task,
+                               rtc_unfit_reason)
 from pi0bench.store import RunStore, default_run_dir
 from pi0bench.workers import EpisodeJob, run_episodes
 
@@ -38,8 +40,7 @@ class EvalConfig:
     policy_args: tuple[tuple[str, Any], ...] = ()  # keyword options of the policy's factory
     backend: str = "local"  # "local" (process pool) or "ray"; results are the same
     address: str | None = None  # Ray cluster address (None: start a local Ray instance)
-    realtime: bool = False  # simulated time runs on while the policy thinks
-    latency_ms: float | None = None  # real-time mode with this fixed latency (None: measured)
+    realtime: Realtime | None = None  # simulated time runs on while the policy thinks
     only_episodes: tuple[int, ...] | None = None  # play just these of 0..episodes-1 (fit check)
 
     def validate(self) -> None:
@@ -53,8 +54,11 @@ class EvalConfig:
                                  ("--image-size", self.image_size, 16), ("--videos", self.videos, 0)):
             if value < low:
                 raise UserError(f"{name} must be at least {low} (got {value})")
-        if self.latency_ms is not None and (self.latency_ms < 0 or not self.realtime):
-            raise UserError(f"--latency-ms must be >= 0 and comes with --realtime (got {self.latency_ms})")
+        if self.realtime:
+            self.realtime.validate()
+            reason = rtc_unfit_reason(self.policy) if self.realtime.mode == "rtc" else None
+            if reason:
+                raise UserError(reason)
         if self.execute_steps is not None and self.execute_steps < 1:
             raise UserError(f"--execute-steps must be at least 1 (got {self.execute_steps})")
         if self.videos and self.cameras == ():
@@ -69,16 +73,7 @@ class EvalConfig:
         plain = default_run_dir(self.policy, self.task, self.seed)
         if not self.realtime:
             return plain
-        return plain.with_name(f"{plain.name}-realtime-{'measured' if self.latency_ms is None else f'{self.latency_ms:g}ms'}")
-
-    @property
-    def realtime_record(self) -> dict | None:
-        """What run.json says about real-time mode; a measured latency depends on the machine
-        and its load, so such a run cannot be replayed exactly."""
-        if not self.realtime:
-            return None
-        return {"latency_ms": self.latency_ms, "latency": "measured" if self.latency_ms is None else "fixed",
-                "reproducible": self.latency_ms is not None}
+        return plain.with_name(f"{plain.name}-realtime-{self.realtime.label}")
 
     def as_run_config(self) -> dict:
         return {"policy": self.policy, "task": self.task, "episodes": self.episodes,
@@ -87,19 +82,21 @@ class EvalConfig:
                 # None: the robot's default cameras; []: none at all (a blind run is another run)
                 "cameras": None if self.cameras is None else list(self.cameras),
                 "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
-                "policy_args": dict(self.policy_args) or None, "realtime": self.realtime_record,
+                "policy_args": dict(self.policy_args) or None, "realtime": self.realtime.record() if self.realtime else None,
                 **({"only_episodes": list(self.only_episodes)} if self.only_episodes is not None else {})}
 
 
-def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
-    """Run the missing episodes of `config`, then write the summary and report."""
+def evaluate(config: EvalConfig, console: Console | None = None, baseline: bool = True) -> dict:
+    """Run the missing episodes of `config`, then write the summary and report. A real-time
+    run first plays its no-latency `baseline` (unless the caller has its own, as a latency
+    sweep does)."""
     from pi0bench.report import write_report
 
     config.validate()
     console = console or Console(stderr=True)
-    if config.realtime:
+    if config.realtime and baseline:
         console.print("real-time run: first the same episodes without latency (baseline/)")
-        evaluate(replace(config, realtime=False, latency_ms=None, out=config.run_dir / "baseline"), console)
+        evaluate(replace(config, realtime=None, out=config.run_dir / "baseline"), console)
     store = RunStore(config.run_dir)
     run = store.open(config.as_run_config(), overwrite=config.overwrite)
     wanted = range(config.episodes) if config.only_episodes is None else config.only_episodes
@@ -113,7 +110,7 @@ def evaluate(config: EvalConfig, console: Console | None = None) -> dict:
                      execute_steps=config.execute_steps, timeout_s=config.timeout_s,
                      videos=config.videos, video_dir=str(store.dir / "videos"),
                      checkpoint=config.checkpoint, policy_args=config.policy_args,
-                     realtime=config.realtime, latency_ms=config.latency_ms)
+                     realtime=config.realtime)
     successes = {"n": 0, "done": 0}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),

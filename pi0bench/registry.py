@@ -54,6 +54,17 @@ RECIPES: dict[str, str] = {
     "openvla": "pi0bench.policies.openvla.recipe:OpenVlaRecipe",
     "openvla-oft": "pi0bench.policies.openvla.recipe:OpenVlaOftRecipe",
 }
+# Policies that sample chunks by flow matching, so real-time chunking can guide them
+# (`--realtime-mode rtc`, their `act_guided`).
+INPAINTING: tuple[str, ...] = ("pi0",)
+
+
+def rtc_unfit_reason(policy: str) -> str | None:
+    """Why `policy` cannot run `--realtime-mode rtc` (None if it can)."""
+    if policy in INPAINTING:
+        return None
+    return (f"--realtime-mode rtc needs a flow-matching policy that inpaints its chunks "
+            f"({', '.join(INPAINTING)}); {policy!r} is not one: use --realtime-mode naive or skip")
 
 
 def _load(target: str) -> Any:

@@ -282,8 +282,12 @@ def latency_effect(run_dir: Path, episodes: pd.DataFrame) -> dict | None:
 
 
 def _latency_section(effect: dict, realtime: dict) -> Section:
-    how = (f"fixed {realtime['latency_ms']:g} ms" if realtime.get("latency_ms") is not None
-           else "measured per call (not exactly reproducible)")
+    if realtime.get("latency_ms") is None:
+        how = "measured per call (not exactly reproducible)"
+    else:
+        how = f"fixed {realtime['latency_ms']:g} ms" + (f" ± {realtime['jitter_ms']:g} ms (seeded)"
+                                                       if realtime.get("jitter_ms") else "")
+    how += f", {realtime.get('mode', 'naive')} execution"
     rows = [[name, how if key == "with_latency" else "none", str(cell["episodes"]), _success_text(cell),
              _score_text(cell), f"{cell['latency_mean_ms']:.1f}"]
             for name, key in (("without latency", "without_latency"), ("with latency", "with_latency"))

@@ -5,20 +5,14 @@ worker count, the order episodes finish in, or the policy — so two policies in
 see identical starts. A policy that raises, returns a malformed chunk, or overruns its time
 budget ends its episode as an error record; nothing propagates out of `run_episode`.
 
-Real-time mode (`realtime=True`): the world does not pause while the policy thinks. A call
-that takes L ms (measured, or `latency_ms` when fixed) costs ceil(L * control_hz / 1000)
-control steps, played *before* the new chunk starts: the robot goes on with the rows of the
-previous chunk it was not asked to execute, and once they run out holds the last commanded
-action (at the start of an episode: the pose it is in). The new chunk then starts from its
-first row, computed from the observation taken before the call — the way a synchronous
-deployment without latency compensation behaves. With zero latency this is exactly the
-normal loop.
+Real-time mode (`realtime`, a `Realtime`): the world does not pause while the policy thinks;
+`pi0bench.realtime` says what plays meanwhile and where the late chunk starts. With zero
+latency this is exactly the normal loop.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import signal
 import threading
 import time
@@ -27,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from pi0bench.realtime import Realtime, delay_steps, while_thinking
 
 
 @dataclass
@@ -105,16 +101,9 @@ def check_chunk(chunk, action_dim: int) -> np.ndarray:
     return array
 
 
-def delay_steps(latency_ms: float, control_hz: float) -> int:
-    """Whole control steps that pass while a policy call of `latency_ms` runs (rounded up:
-    the chunk is not there until the call has returned)."""
-    return max(0, math.ceil(latency_ms * control_hz / 1000.0 - 1e-9))
-
-
 def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode: int,
                 execute_steps: int | None = None, timeout_s: float | None = None,
-                frames: list | None = None, realtime: bool = False,
-                latency_ms: float | None = None) -> EpisodeRecord:
+                frames: list | None = None, realtime: Realtime | None = None) -> EpisodeRecord:
     """Play one episode. `frames`, when given, receives every control step's camera images
     (for videos); otherwise observations are rendered only when the policy will read them.
     `realtime` lets simulated time run on during each policy call (module docstring)."""
@@ -125,6 +114,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
     execute = execute_steps or getattr(policy, "execute_steps", None)
     action_dim = env.action_space.shape[0]
     base = env.unwrapped
+    guided = realtime is not None and realtime.mode == "rtc"
 
     def play(action, observe: bool):
         nonlocal obs, info, steps
@@ -137,24 +127,31 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         return terminated or truncated
 
     try:
+        if guided and not hasattr(policy, "act_guided"):
+            raise BadPolicyOutput(f"{policy_name} cannot inpaint its chunks (no act_guided), so it cannot run rtc")
         obs, info = env.reset(seed=ep_seed)
         policy.reset(task, ep_seed)
         _keep_frame(frames, obs)
+        latency = realtime.latency_source(ep_seed) if realtime else None
         leftover = np.zeros((0, action_dim), np.float32)  # rows of the last chunk not executed
         held = base.hold_action() if realtime else None  # the last commanded action
-        done = False
+        delay, done = 0, False
         while not done:
             call_start = time.perf_counter()
             with call_timeout(timeout_s):
-                raw = policy.act(obs)
+                # rtc assumes the last call's delay; with nothing in flight it is plain sampling
+                inpaint = guided and delay > 0 and len(leftover) > 0
+                raw = policy.act_guided(obs, leftover, delay) if inpaint else policy.act(obs)
             elapsed_ms = (time.perf_counter() - call_start) * 1000.0
             latencies.append(elapsed_ms)
             chunk = check_chunk(raw, action_dim)
-            split = min(execute or len(chunk), len(chunk))  # rows executed now
-            waiting = _while_thinking(leftover, held, delay_steps(
-                elapsed_ms if latency_ms is None else latency_ms, base.robot.control_hz)) if realtime else []
-            leftover, held = chunk[split:], chunk[split - 1]
-            plan = [*waiting, *chunk[:split]]
+            waiting, start = [], 0
+            if realtime:
+                delay = delay_steps(latency(elapsed_ms), base.robot.control_hz)
+                waiting, start = while_thinking(leftover, held, delay), realtime.first_fresh_row(delay, len(chunk))
+            run = chunk[start:start + (execute or len(chunk))]
+            leftover, held = chunk[start + len(run):], run[-1]
+            plan = [*waiting, *run]
             for k, action in enumerate(plan):
                 waited += k < len(waiting)
                 done = play(action, observe=k == len(plan) - 1)
@@ -177,13 +174,6 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
         error=error, delay_steps=waited, final_state_sha=base.state_sha(),
     )
-
-
-def _while_thinking(leftover: np.ndarray, held: np.ndarray, steps: int) -> list[np.ndarray]:
-    """The actions played during `steps` control steps of thinking: the previous chunk's
-    unexecuted rows, then the last of them (or the last commanded action) held."""
-    rows = list(leftover[:steps])
-    return rows + [rows[-1] if rows else held] * (steps - len(rows))
 
 
 def _keep_frame(frames: list | None, obs: dict) -> None:

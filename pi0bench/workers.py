@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from pi0bench.realtime import Realtime
 from pi0bench.rollout import EpisodeRecord, run_episode
 from pi0bench.store import episode_stem
 
@@ -36,8 +37,7 @@ class EpisodeJob:
     video_dir: str
     checkpoint: str | None = None
     policy_args: tuple[tuple[str, Any], ...] = ()
-    realtime: bool = False
-    latency_ms: float | None = None  # fixed latency in real-time mode (None: measured)
+    realtime: Realtime | None = None
 
 
 # Every path (serial, process pool, Ray) runs policies on this many torch threads: a kernel's
@@ -69,8 +69,7 @@ class EpisodeRunner:
         frames = [] if episode < job.videos else None
         record = run_episode(self.env, self.policy, task=job.task, policy_name=job.policy,
                              seed=job.seed, episode=episode, execute_steps=job.execute_steps,
-                             timeout_s=job.timeout_s, frames=frames, realtime=job.realtime,
-                             latency_ms=job.latency_ms)
+                             timeout_s=job.timeout_s, frames=frames, realtime=job.realtime)
         if frames:
             from pi0bench.video import write_video
 

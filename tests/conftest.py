@@ -65,3 +65,25 @@ def run_expert(env, seed: int, steps: int | None = None) -> dict:
     for info in expert_infos(env, seed, steps):
         pass
     return info
+
+
+@pytest.fixture(scope="session")
+def tiny_pi0_checkpoint(tmp_path_factory) -> Path:
+    """A tiny π0 (horizon 16) trained for 200 steps on a synthetic Franka dataset: small
+    enough to train in seconds, trained enough that its chunks follow the data."""
+    from dataclasses import replace
+
+    from test_pi0 import TINY, synthetic_dataset
+
+    from pi0bench.policies.pi0 import recipe as recipe_module
+    from pi0bench.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny_pi0")
+    config = replace(TINY, name="tiny16", horizon=16)
+    recipe_module.CONFIGS["tiny16"] = config
+    try:
+        data = synthetic_dataset(root / "data", episodes=4, length=40)
+        return train(TrainConfig(policy="pi0", data=[data], model="tiny16", steps=200, batch_size=16,
+                                 warmup=10, checkpoint_every=1000, out=root / "run"))
+    finally:
+        del recipe_module.CONFIGS["tiny16"]

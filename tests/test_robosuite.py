@@ -16,6 +16,7 @@ import pytest
 
 from conftest import check_run_contract
 from pi0bench.errors import UserError
+from pi0bench.realtime import Realtime
 from pi0bench.registry import check_task, make_env, make_policy
 from pi0bench.rollout import episode_seed, run_episode
 from pi0bench.tasks import robosuite_tasks
@@ -378,8 +379,8 @@ def test_remote_policy_on_a_robosuite_task_replays_the_local_run(tmp_path):
 def test_realtime_mode_on_a_robosuite_task_holds_still_while_waiting(tmp_path):
     from pi0bench.evaluate import EvalConfig, evaluate
 
-    evaluate(EvalConfig(policy="random", task="robosuite/Lift", episodes=1, cameras=(), realtime=True,
-                        latency_ms=100.0, out=tmp_path / "rt"))
+    evaluate(EvalConfig(policy="random", task="robosuite/Lift", episodes=1, cameras=(),
+                        realtime=Realtime(latency_ms=100.0), out=tmp_path / "rt"))
     late = pd.read_parquet(tmp_path / "rt" / "episodes")
     assert late["error"].iloc[0] == "" and late["delay_steps"].iloc[0] > 0
 

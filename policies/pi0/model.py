@@ -12,6 +12,7 @@ never sees the robot, the state token never sees the actions, and the actions se
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -212,8 +213,9 @@ class Pi0Model(nn.Module):
 
     @torch.no_grad()
     def sample(self, batch: dict, steps: int = 10, noise: torch.Tensor | None = None,
-               use_cache: bool = True) -> torch.Tensor:
-        """Integrate the flow from τ = 1 (noise) to 0 in `steps` Euler steps."""
+               use_cache: bool = True, guidance: Guidance | None = None) -> torch.Tensor:
+        """Integrate the flow from τ = 1 (noise) to 0 in `steps` Euler steps; with `guidance`,
+        each step is steered towards its target (real-time chunking's inpainting)."""
         state = batch["state"]
         shape = (state.shape[0], self.cfg.horizon, self.cfg.action_dim)
         x = torch.randn(shape, device=state.device, dtype=state.dtype) if noise is None else noise.clone()
@@ -222,6 +224,35 @@ class Pi0Model(nn.Module):
         dt = -1.0 / steps
         t = torch.ones(shape[0], device=state.device, dtype=state.dtype)
         for _ in range(steps):
-            x = x + dt * self.velocity(prefix, valid, state, x, t, cache)
+            if guidance is None:
+                velocity = self.velocity(prefix, valid, state, x, t, cache)
+            else:
+                velocity = self._guided_velocity(prefix, valid, state, x, t, cache, guidance)
+            x = x + dt * velocity
             t = t + dt
         return x
+
+    def _guided_velocity(self, prefix, valid, state, x, t, cache, guidance: Guidance) -> torch.Tensor:
+        """ΠGDM guidance as real-time chunking uses it: the flow plus a step along the gradient
+        that brings the predicted clean chunk x − τ·u closer to the target where the weights
+        say so, scaled by (τ² + (1 − τ)²) / (τ(1 − τ)) clipped at `max_weight`."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            flow = self.velocity(prefix, valid, state, x, t, cache)
+            clean = x - t[:, None, None] * flow
+            error = 0.5 * (guidance.weights * (guidance.target - clean) ** 2).sum()
+            (gradient,) = torch.autograd.grad(error, x)
+        tau = t[:, None, None]
+        scale = torch.clamp((tau**2 + (1 - tau) ** 2) / (tau * (1 - tau)), max=guidance.max_weight)
+        return flow.detach() + scale * gradient
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What a guided sample should continue: target [B, H, action_dim] in the model's
+    normalised action space, per-entry weights in [0, 1] of the same shape, and the largest
+    guidance scale (the RTC paper's β)."""
+
+    target: torch.Tensor
+    weights: torch.Tensor
+    max_weight: float = 5.0

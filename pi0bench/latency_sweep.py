@@ -1,0 +1,231 @@
+"""`pi0bench latency-sweep`: one policy on one task under every (execution mode, latency).
+
+Each cell is an ordinary real-time `eval` run under OUT/cells/MODE-LATENCYms, so it resumes
+the way `eval` does (rerun the command after a crash or kill -9) and can be opened on its
+own. Every cell plays the same initial states (episode i has the same seed everywhere), so
+each mode is compared with `naive` at the same latency episode by episode. At zero latency
+every mode is exactly the normal loop, so one cell (OUT/cells/0ms) stands for all of them.
+A mode a policy cannot run (`rtc` without flow matching) is reported as n/a with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from pi0bench.errors import UserError
+from pi0bench.evaluate import EvalConfig, evaluate
+from pi0bench.paired import paired_comparison
+from pi0bench.plots import figure_png, plt
+from pi0bench.realtime import MODES, Realtime
+from pi0bench.registry import rtc_unfit_reason
+from pi0bench.report import Section, render_html, render_markdown
+from pi0bench.stats import holm, outcomes, summarize_cell
+from pi0bench.store import RunStore, atomic_write_bytes, atomic_write_text
+
+CONFIG_FILE = "sweep.json"
+PLOT_NAME = "latency_sweep.png"
+ALL_MODES = "all"  # the label of the zero-latency cell every mode shares
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    policy: str
+    task: str
+    out: Path
+    latencies_ms: tuple[float, ...] = (0.0, 50.0, 100.0, 200.0, 300.0)
+    modes: tuple[str, ...] = MODES
+    jitter_ms: float = 0.0
+    episodes: int = 30
+    seed: int = 0
+    workers: int = 1
+    image_size: int = 128
+    cameras: tuple[str, ...] | None = None
+    checkpoint: str | None = None
+    policy_args: tuple[tuple[str, Any], ...] = ()
+    timeout_s: float | None = 30.0
+    backend: str = "local"
+    address: str | None = None
+
+    def validate(self) -> None:
+        EvalConfig(policy=self.policy, task=self.task, checkpoint=self.checkpoint,
+                   policy_args=self.policy_args, episodes=self.episodes, workers=self.workers).validate()
+        for mode in self.modes:
+            Realtime(mode=mode).validate()
+        if not self.modes or not self.latencies_ms:
+            raise UserError("--modes and --latency-ms each need at least one value")
+        for latency in self.latencies_ms:
+            Realtime(latency_ms=latency, jitter_ms=self.jitter_ms).validate()
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "out": str(self.out), "latencies_ms": list(self.latencies_ms),
+                "modes": list(self.modes), "cameras": None if self.cameras is None else list(self.cameras),
+                "policy_args": dict(self.policy_args) or None}
+
+    def cells(self) -> list[tuple[str, float, EvalConfig]]:
+        """(mode, latency, eval run) of every cell the policy can play; without jitter the
+        zero-latency cell is one, shared by every mode (mode "all")."""
+        skipped = not_applicable(self)
+        cells = []
+        for latency in self.latencies_ms:
+            if latency == 0 and not self.jitter_ms:
+                cells.append((ALL_MODES, latency, self._cell("naive", latency, f"{latency:g}ms")))
+                continue
+            cells += [(mode, latency, self._cell(mode, latency, f"{mode}-{latency:g}ms"))
+                      for mode in self.modes if mode not in skipped]
+        return cells
+
+    def _cell(self, mode: str, latency_ms: float, name: str) -> EvalConfig:
+        return EvalConfig(policy=self.policy, task=self.task, episodes=self.episodes, seed=self.seed,
+                          workers=self.workers, out=Path(self.out) / "cells" / name,
+                          image_size=self.image_size, cameras=self.cameras, timeout_s=self.timeout_s,
+                          checkpoint=self.checkpoint, policy_args=self.policy_args,
+                          backend=self.backend, address=self.address,
+                          realtime=Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=self.jitter_ms))
+
+
+def not_applicable(config: SweepConfig) -> dict[str, str]:
+    """mode -> why the policy cannot run it."""
+    reasons = {"rtc": rtc_unfit_reason(config.policy)} if "rtc" in config.modes else {}
+    return {mode: reason for mode, reason in reasons.items() if reason}
+
+
+def latency_sweep(config: SweepConfig, console: Console | None = None) -> dict:
+    """Run every missing episode of every cell, then write summary.csv/json, the plot and the report."""
+    console = console or Console(stderr=True)
+    config.validate()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+    skipped = not_applicable(config)
+    for mode, reason in skipped.items():
+        console.print(f"[yellow]{mode}: n/a[/] ({reason})")
+    for mode, latency, cell in config.cells():
+        console.print(f"[bold]{mode} at {latency:g} ms[/]")
+        evaluate(cell, console=console, baseline=False)
+    return write_sweep(out)
+
+
+def _load_cells(out: Path, config: SweepConfig) -> dict[tuple[str, float], pd.DataFrame]:
+    """(mode, latency) -> that cell's first `episodes` episodes, for the cells on disk."""
+    cells = {}
+    for mode, latency, cell in config.cells():
+        if (cell.out / "episodes").is_dir():
+            episodes = RunStore(cell.out).load()
+            cells[(mode, latency)] = episodes[episodes["episode"] < config.episodes].sort_values("episode")
+    return cells
+
+
+def _row(mode: str, latency: float, episodes: pd.DataFrame) -> dict:
+    cell = summarize_cell(episodes)
+    _, success, _ = outcomes(episodes)
+    task_time = episodes["sim_seconds"].to_numpy(float)[success]
+    return {"mode": mode, "latency_ms": latency, "episodes": cell["episodes"],
+            "success_rate": cell["success_rate"], "success_ci_low": cell["success_ci"][0],
+            "success_ci_high": cell["success_ci"][1], "mean_score": cell["mean_score"],
+            "score_ci_low": cell["score_ci"][0], "score_ci_high": cell["score_ci"][1],
+            "mean_success_seconds": float(task_time.mean()) if len(task_time) else float("nan"),
+            "waiting_share": float((episodes["delay_steps"] / episodes["steps"].clip(lower=1)).mean()),
+            "errors": cell["errors"]}
+
+
+def _paired_rows(cells: dict[tuple[str, float], pd.DataFrame]) -> list[dict]:
+    """Each mode against naive at the same latency, on the episodes both played; p-values
+    Holm-adjusted over the whole sweep."""
+    rows = []
+    for (mode, latency), episodes in cells.items():
+        naive = cells.get(("naive", latency))
+        if mode in ("naive", ALL_MODES) or naive is None:
+            continue
+        both = sorted(set(episodes["episode"]) & set(naive["episode"]))
+        a, b = (frame.set_index("episode").loc[both].reset_index() for frame in (episodes, naive))
+        _, a_success, a_score = outcomes(a)
+        _, b_success, b_score = outcomes(b)
+        rows.append({"mode": mode, "latency_ms": latency,
+                     **paired_comparison(a_success, b_success, a_score, b_score)})
+    for kind in ("success", "score"):
+        for row, adjusted in zip(rows, holm([r[kind]["p_value"] for r in rows])):
+            row[kind]["p_holm"] = adjusted
+    return rows
+
+
+def write_sweep(out: Path) -> dict:
+    """summary.csv, summary.json, latency_sweep.png, report.md and report.html of a sweep directory."""
+    out = Path(out)
+    if not (out / CONFIG_FILE).is_file():
+        raise UserError(f"{out} is not a latency-sweep directory (no {CONFIG_FILE})")
+    raw = json.loads((out / CONFIG_FILE).read_text())
+    config = SweepConfig(**{**raw, "out": Path(raw["out"]), "latencies_ms": tuple(raw["latencies_ms"]),
+                            "modes": tuple(raw["modes"]),
+                            "cameras": None if raw["cameras"] is None else tuple(raw["cameras"]),
+                            "policy_args": tuple((raw["policy_args"] or {}).items())})
+    cells = _load_cells(out, config)
+    rows = [_row(mode, latency, episodes) for (mode, latency), episodes in cells.items()]
+    paired = _paired_rows(cells)
+    summary = {"config": raw, "cells": rows, "paired_vs_naive": paired, "not_applicable": not_applicable(config)}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
+    png = plot_sweep(rows, f"{config.policy} on {config.task}")
+    atomic_write_bytes(out / PLOT_NAME, png)
+    title = f"Latency sweep: {config.policy} on {config.task}"
+    sections = _sections(config, rows, paired, summary["not_applicable"])
+    atomic_write_text(out / "report.md", render_markdown(title, sections))
+    atomic_write_text(out / "report.html", render_html(title, sections, {PLOT_NAME: png}))
+    return summary
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def _sections(config: SweepConfig, rows: list[dict], paired: list[dict], skipped: dict) -> list[Section]:
+    jitter = f" ± {config.jitter_ms:g} ms seeded jitter per call" if config.jitter_ms else ""
+    sections = [
+        Section("Cells", headers=["mode", "latency (ms)", "episodes", "success [95% CI]", "mean score [95% CI]",
+                                  "task time of successes (s)", "steps waiting", "errors"],
+                rows=[[r["mode"], f"{r['latency_ms']:g}", str(r["episodes"]),
+                       f"{_pct(r['success_rate'])} [{_pct(r['success_ci_low'])}, {_pct(r['success_ci_high'])}]",
+                       f"{r['mean_score']:.3f} [{r['score_ci_low']:.3f}, {r['score_ci_high']:.3f}]",
+                       "-" if np.isnan(r["mean_success_seconds"]) else f"{r['mean_success_seconds']:.1f}",
+                       _pct(r["waiting_share"]), str(r["errors"])] for r in rows],
+                items=[f"every cell plays episodes 0..{config.episodes - 1} from the same initial states; "
+                       f"latency fixed{jitter}; at 0 ms every mode is the normal loop (one shared cell)"],
+                plot=PLOT_NAME),
+        Section("Each mode against naive at the same latency (paired by episode)",
+                headers=["mode", "latency (ms)", "episodes", "success only mode / only naive",
+                         "McNemar p (Holm)", "score difference [95% CI]", "sign test p (Holm)"],
+                rows=[[p["mode"], f"{p['latency_ms']:g}", str(p["episodes"]),
+                       f"{p['success']['only_a']} / {p['success']['only_b']}", f"{p['success']['p_holm']:.3g}",
+                       f"{p['score_difference']:+.3f} [{p['score_difference_ci'][0]:+.3f}, "
+                       f"{p['score_difference_ci'][1]:+.3f}]", f"{p['score']['p_holm']:.3g}"] for p in paired]),
+    ]
+    if skipped:
+        sections.append(Section("Not applicable", items=[f"{mode}: {reason}" for mode, reason in skipped.items()]))
+    return sections
+
+
+def plot_sweep(rows: list[dict], title: str) -> bytes:
+    """Success and score against latency, one line per mode, with their 95 % CI bands."""
+    frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["mode"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    shared = frame[frame["mode"] == ALL_MODES]  # the zero-latency cell starts every mode's line
+    for mode in dict.fromkeys(frame["mode"][frame["mode"] != ALL_MODES]):
+        line = pd.concat([shared.assign(mode=mode), frame[frame["mode"] == mode]]).sort_values("latency_ms")
+        for ax, (value, low, high) in zip(axes, (("success_rate", "success_ci_low", "success_ci_high"),
+                                                 ("mean_score", "score_ci_low", "score_ci_high"))):
+            (drawn,) = ax.plot(line["latency_ms"], line[value], marker="o", label=mode)
+            ax.fill_between(line["latency_ms"], line[low], line[high], color=drawn.get_color(), alpha=0.15)
+    for ax, label in zip(axes, ("success rate", "mean score")):
+        ax.set_xlabel("latency (ms)")
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(title, fontsize=10)
+    axes[1].legend(title="mode", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    return figure_png(fig)
