@@ -23,11 +23,12 @@ def drawer_env():
 
 
 def check_run_contract(run_dir: Path) -> None:
-    """Run the project's shared run-store checker when it is beside the checkout."""
+    """Run the project's shared run-store checker (../shared/tools/check_run.py, beside the
+    checkout, as CI lays it); a missing checker fails the test rather than passing unchecked."""
     import subprocess
 
     if not CHECK_RUN.exists():
-        return
+        pytest.fail(f"the run-store checker {CHECK_RUN} is missing: check out shared/ beside the repository")
     result = subprocess.run([sys.executable, str(CHECK_RUN), str(run_dir)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

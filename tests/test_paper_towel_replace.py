@@ -94,12 +94,97 @@ def test_new_roll_jammed_at_an_angle_on_the_spindle_tip_is_not_placed(env):
     assert not env.task.placed(env.model, env.data)
 
 
-def test_roll_lifted_without_a_gripper_is_not_grasped(env):
+def _seat_new_roll(env, offset: float = 0.0, height: float = 0.001, tilt_deg: float = 0.0) -> bool:
+    """Pose the new roll (the old one set aside) with its bottom `offset` from the spindle's axis
+    and `height` above the base, leaning `tilt_deg`; whether it counts as placed, at rest."""
+    import mujoco
+
     env.reset(seed=0)
     spindle = holder(env)
-    env.task.set_roll(env.model, env.data, OLD, spindle + [0, 0, BASE_HEIGHT + ROLL_HEIGHT / 2 + 0.05], upright())
+    env.task.set_roll(env.model, env.data, OLD, (0.25, -0.2, ROLL_HEIGHT / 2 + 0.001), upright())
+    angle = math.radians(tilt_deg)
+    axis = np.array([math.sin(angle), 0.0, math.cos(angle)])
+    bottom = spindle + [offset, 0.0, BASE_HEIGHT + height]
+    env.task.set_roll(env.model, env.data, NEW, bottom + axis * ROLL_HEIGHT / 2, tilted_about_y(angle))
+    mujoco.mj_forward(env.model, env.data)
+    return bool(env.task.placed(env.model, env.data))
+
+
+def tilted_about_y(angle: float) -> np.ndarray:
+    return np.array([math.cos(angle / 2), 0.0, math.sin(angle / 2), 0.0])
+
+
+@pytest.mark.parametrize("pose, placed", [
+    (dict(), True),
+    (dict(tilt_deg=2.7), True), (dict(tilt_deg=3.3), False),  # PLACED_TILT = 3°
+    (dict(offset=ptr.PLACED_OFFSET - 0.0005), True), (dict(offset=ptr.PLACED_OFFSET + 0.0005), False),
+    (dict(height=-0.0025), True), (dict(height=-0.0035), False),  # PLACED_HEIGHT = −3/+5 mm
+    (dict(height=0.0045), True), (dict(height=0.0055), False),
+])
+def test_placed_near_its_thresholds(env, pose, placed):
+    """Half a millimetre or 0.3° either side of each bound. Checked by widening each bound in
+    turn (PLACED_TILT 4°, PLACED_HEIGHT ± 1 mm, and the offset compared against
+    PLACED_OFFSET + 1 mm in `placed`): the matching False case then fails."""
+    assert _seat_new_roll(env, **pose) is placed
+
+
+@pytest.mark.parametrize("distance_mm, removed", [(1.0, True), (-1.0, False)])
+def test_old_roll_removed_near_the_clearance_threshold(env, distance_mm, removed):
+    """The old roll hovering beside the spindle, below its top, with its centre 1 mm beyond or
+    short of outer r + spindle r + 5 mm from the spindle's axis."""
+    import mujoco
+
+    env.reset(seed=0)
+    spindle = holder(env)
     park_new_roll(env)
-    stages = env.task.evaluate(env.model, env.data)
+    apart = OLD.outer + ptr.SPINDLE_RADIUS + 0.005 + distance_mm / 1000
+    env.task.set_roll(env.model, env.data, OLD, spindle + [apart, 0.0, BASE_HEIGHT + ROLL_HEIGHT / 2 + 0.01],
+                      upright())
+    mujoco.mj_forward(env.model, env.data)
+    assert bool(env.task.removed(env.model, env.data)) is removed
+
+
+@pytest.mark.parametrize("lift_cm, seconds, grasped", [
+    (1.05, 0.4, True), (0.95, 0.4, False),  # LIFTED = 1 cm
+    (1.05, 0.26, False),  # GRASP_SECONDS = 0.3 s
+])
+def test_grasp_near_its_lift_and_hold_thresholds(env, monkeypatch, lift_cm, seconds, grasped):
+    """With `held` forced true, nothing supporting the roll and gravity off (so it stays where
+    it is put), only the lift (1 cm) and the hold window (0.3 s) decide; each is missed by
+    half a millimetre or two control steps. Checked with LIFTED = 9 mm and GRASP_SECONDS =
+    0.2 s: the matching False case then fails."""
+    env.reset(seed=0)
+    adr = env.task._bind(env.model)["qpos"][NEW.name]
+    start, quat = env.data.qpos[adr:adr + 3].copy(), env.data.qpos[adr + 3:adr + 7].copy()
+    monkeypatch.setattr(type(env.task), "held", lambda self, m, d, roll: roll is NEW)
+    monkeypatch.setattr(type(env.task), "supported", lambda self, m, d, roll: False)
+    gravity = env.model.opt.gravity.copy()  # a copy: the attribute is a view into the model
+    env.model.opt.gravity[:] = 0.0
+    stages = {}
+    try:
+        for _ in range(round(seconds * env.robot.control_hz)):
+            env.task.set_roll(env.model, env.data, NEW, start + [0.0, 0.0, lift_cm / 100], quat)
+            _, _, _, info = env.advance(env.robot.home)
+            stages = info["stages"]
+    finally:
+        env.model.opt.gravity[:] = gravity
+    assert bool(stages["grasp_new"]) is grasped
+
+
+def test_roll_lifted_without_a_gripper_is_not_grasped(env):
+    """Both rolls are held 5 cm up, touching nothing, for 0.6 s (twice the grasp window),
+    with no jaw on them: only `held` stands between this and both grasp points. Checked by
+    forcing `held` true: the test then fails (both grasps latch after 0.3 s)."""
+    env.reset(seed=0)
+    spindle = holder(env)
+    new_start = env.task.roll_frame(env.model, env.data, NEW)[0]
+    stages = {}
+    for _ in range(round(0.6 * env.robot.control_hz)):
+        env.task.set_roll(env.model, env.data, OLD, spindle + [0, 0, BASE_HEIGHT + ROLL_HEIGHT / 2 + 0.05], upright())
+        env.task.set_roll(env.model, env.data, NEW, new_start + [0.0, 0.0, 0.05], upright())
+        _, _, _, info = env.advance(env.robot.home)
+        stages = info["stages"]
+        assert not env.task.supported(env.model, env.data, OLD)  # really off its support
     assert not stages["grasp_old"] and not stages["grasp_new"]
 
 
@@ -199,8 +284,3 @@ def test_gym_id_passes_check_env():
     obs, _ = env.reset(seed=0)
     assert obs["state"].shape == (14,) and obs["prompt"] == "replace the paper towel roll"
     env.close()
-
-
-def test_module_documents_its_thresholds():
-    for text in ("≥ 1 cm above", "0.3 s", "touches nothing but the robot", "3° of vertical", "−3/+5 mm", "< 1 cm/s", "x ∈ [0.02, 0.10]"):
-        assert text in ptr.__doc__
