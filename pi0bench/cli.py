@@ -133,10 +133,15 @@ def serve(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run directory of `pi0bench eval` or `pi0bench compare`")) -> None:
+def report(run_dir: Path = typer.Argument(..., help="a directory of `pi0bench eval`, `compare` or `latency-sweep`")) -> None:
     """Recompute summary, report.md/html and the plots from the stored episodes."""
+    from pi0bench import latency_sweep
     from pi0bench.compare import CONFIG_FILE
 
+    if (run_dir / latency_sweep.CONFIG_FILE).is_file():
+        summary = latency_sweep.write_sweep(run_dir)
+        out.print(sweep_table(summary))
+        return
     if (run_dir / CONFIG_FILE).is_file():
         from pi0bench.compare_report import comparison_table, write_comparison
 
@@ -208,15 +213,19 @@ def latency_sweep_(
                          jitter_ms=latency_jitter_ms, episodes=episodes, seed=seed, workers=workers,
                          image_size=image_size, cameras=_camera_list(cameras), checkpoint=checkpoint,
                          policy_args=_policy_args(policy_arg), timeout_s=timeout if timeout > 0 else None)
-    summary = latency_sweep(config, console=err)
-    table = Table(title=f"latency sweep: {policy} on {task}")
+    out.print(sweep_table(latency_sweep(config, console=err)))
+    out.print(f"report: {out_dir / 'report.md'}")
+
+
+def sweep_table(summary: dict) -> Table:
+    config = summary["config"]
+    table = Table(title=f"latency sweep: {config['policy']} on {config['task']}")
     for name in ("mode", "latency ms", "episodes", "success", "mean score", "steps waiting"):
         table.add_column(name)
     for r in summary["cells"]:
         table.add_row(r["mode"], f"{r['latency_ms']:g}", str(r["episodes"]), f"{100 * r['success_rate']:.0f} %",
                       f"{r['mean_score']:.3f}", f"{100 * r['waiting_share']:.0f} %")
-    out.print(table)
-    out.print(f"report: {out_dir / 'report.md'}")
+    return table
 
 
 def _numbers(text: str, option: str) -> tuple[float, ...]:

@@ -64,7 +64,10 @@ class SweepConfig:
             Realtime(latency_ms=latency, jitter_ms=self.jitter_ms).validate()
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "out": str(self.out), "latencies_ms": list(self.latencies_ms),
+        """What sweep.json records (not `out`: the directory may be moved, and is read from
+        where it lies)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "out"}
+        return {**fields, "latencies_ms": list(self.latencies_ms),
                 "modes": list(self.modes), "cameras": None if self.cameras is None else list(self.cameras),
                 "policy_args": dict(self.policy_args) or None}
 
@@ -161,7 +164,7 @@ def write_sweep(out: Path) -> dict:
     if not (out / CONFIG_FILE).is_file():
         raise UserError(f"{out} is not a latency-sweep directory (no {CONFIG_FILE})")
     raw = json.loads((out / CONFIG_FILE).read_text())
-    config = SweepConfig(**{**raw, "out": Path(raw["out"]), "latencies_ms": tuple(raw["latencies_ms"]),
+    config = SweepConfig(**{**raw, "out": out, "latencies_ms": tuple(raw["latencies_ms"]),
                             "modes": tuple(raw["modes"]),
                             "cameras": None if raw["cameras"] is None else tuple(raw["cameras"]),
                             "policy_args": tuple((raw["policy_args"] or {}).items())})
