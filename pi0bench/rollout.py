@@ -18,7 +18,7 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,7 @@ class EpisodeRecord:
     error: str
     delay_steps: int = 0  # control steps played while waiting on the policy (real-time mode)
     final_state_sha: str = ""  # sha256 of the simulator's final state (env.state_sha)
+    call_latencies_ms: list[float] = field(default_factory=list)  # every policy call, in order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,7 +173,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         max_points=base.task.max_points, stages=json.dumps(stages), steps=steps,
         sim_seconds=float(base.data.time), wall_seconds=time.perf_counter() - started,
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
-        error=error, delay_steps=waited, final_state_sha=base.state_sha(),
+        error=error, delay_steps=waited, final_state_sha=base.state_sha(), call_latencies_ms=latencies,
     )
 
 

@@ -125,10 +125,25 @@ def summarize_cell(episodes: pd.DataFrame) -> dict[str, Any]:
         "stage_rates": _stage_rates(episodes["stages"].tolist(), n),
         "errors": int(errored.sum()),
         "mean_steps": float(episodes["steps"].mean()),
-        "latency_mean_ms": float(healthy["latency_mean_ms"].mean()) if len(healthy) else 0.0,
-        "latency_p95_ms": float(healthy["latency_p95_ms"].max()) if len(healthy) else 0.0,
+        **_latency(healthy),
         "wall_seconds": float(episodes["wall_seconds"].sum()),
     }
+
+
+def _latency(healthy: pd.DataFrame) -> dict[str, Any]:
+    """Mean and 95th percentile over every policy call of the cell's episodes, pooled. Runs
+    recorded before episodes kept their calls (no `call_latencies_ms`) can only give the
+    per-episode figures: the mean of episode means and the largest episode p95, marked
+    `"latency_pooled": false`."""
+    if not len(healthy):
+        return {"latency_mean_ms": 0.0, "latency_p95_ms": 0.0, "latency_pooled": True}
+    if "call_latencies_ms" in healthy and healthy["call_latencies_ms"].notna().all():
+        calls = np.concatenate([np.asarray(c, float) for c in healthy["call_latencies_ms"]])
+        if len(calls):
+            return {"latency_mean_ms": float(calls.mean()), "latency_p95_ms": float(np.percentile(calls, 95)),
+                    "latency_pooled": True}
+    return {"latency_mean_ms": float(healthy["latency_mean_ms"].mean()),
+            "latency_p95_ms": float(healthy["latency_p95_ms"].max()), "latency_pooled": False}
 
 
 def summarize(episodes: pd.DataFrame) -> list[dict[str, Any]]:

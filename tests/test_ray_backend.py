@@ -7,7 +7,7 @@ from pi0bench.workers import EpisodeJob, run_episodes
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra pi0bench[ray]; make test installs it")
 
-TIMING = ("wall_seconds", "latency_mean_ms", "latency_p95_ms")
+TIMING = ("wall_seconds", "latency_mean_ms", "latency_p95_ms", "call_latencies_ms")
 
 
 @pytest.fixture(scope="module", autouse=True)

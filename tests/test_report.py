@@ -14,7 +14,7 @@ from pi0bench.report import results_table, write_report
 _ERROR = "RuntimeError: physics <diverged> & stopped"
 _CELL_FIELDS = {
     "policy", "task", "episodes", "successes", "success_rate", "success_ci", "mean_score",
-    "score_ci", "stage_rates", "errors", "mean_steps", "latency_mean_ms", "latency_p95_ms",
+    "score_ci", "stage_rates", "errors", "mean_steps", "latency_mean_ms", "latency_p95_ms", "latency_pooled",
     "wall_seconds",
 }
 

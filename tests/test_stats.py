@@ -126,9 +126,24 @@ def test_summarize_cell_stage_rates_over_all_episodes(cell_frame: pd.DataFrame) 
 def test_summarize_cell_timing_ignores_crashed_latency(cell_frame: pd.DataFrame) -> None:
     cell = summarize_cell(cell_frame)
     assert cell["latency_mean_ms"] == pytest.approx(20.0)  # mean of 10, 20, 30
-    assert cell["latency_p95_ms"] == pytest.approx(60.0)  # max of 20, 40, 60; not the crash
+    # runs recorded without per-call latencies: the per-episode figures, marked as such
+    assert cell["latency_p95_ms"] == pytest.approx(60.0) and cell["latency_pooled"] is False
     assert cell["mean_steps"] == pytest.approx((100 + 101 + 102 + 3) / 4)
     assert cell["wall_seconds"] == pytest.approx(8.0)
+
+
+def test_summarize_cell_pools_every_call_for_latency(cell_frame: pd.DataFrame) -> None:
+    """One fast episode of many calls and one slow episode of few: the pooled p95 is the 95th
+    percentile of all calls, not the larger episode p95 (which is what it was before)."""
+    frame = cell_frame.copy()
+    fast, slow = [1.0] * 95 + [2.0] * 5, [100.0] * 5
+    frame["call_latencies_ms"] = [fast, slow, fast, [9999.0]]  # the crash's calls are ignored
+    cell = summarize_cell(frame)
+    calls = np.array(fast + slow + fast)
+    assert cell["latency_pooled"] is True
+    assert cell["latency_p95_ms"] == pytest.approx(np.percentile(calls, 95))
+    assert cell["latency_mean_ms"] == pytest.approx(calls.mean())
+    assert cell["latency_p95_ms"] < 100.0  # only 5 of 205 calls are slow
 
 
 def test_summarize_cell_all_crashed_has_zero_latency() -> None:
@@ -142,7 +157,7 @@ def test_summarize_cell_all_crashed_has_zero_latency() -> None:
 def test_summarize_cell_is_plain_json(cell_frame: pd.DataFrame) -> None:
     cell = summarize_cell(cell_frame)
     assert json.loads(json.dumps(cell)) == cell
-    assert all(type(v) in (str, int, float, list, dict) for v in cell.values())
+    assert all(type(v) in (str, int, float, bool, list, dict) for v in cell.values())
 
 
 def test_summarize_cell_rejects_mixed_cells(cell_frame: pd.DataFrame) -> None:
