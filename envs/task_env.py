@@ -14,24 +14,32 @@ import numpy as np
 from gymnasium import spaces
 
 from pi0bench.envs.camera_env import CameraEnv
+from pi0bench.envs.perturb import Perturbation, Perturber
 
 PHYSICS_TIMESTEP = 0.002
 
 
 class TaskEnv(CameraEnv):
     def __init__(self, task: str = "drawer_tidy", cameras: tuple[str, ...] | None = None,
-                 image_size: int | tuple[int, int] = 128, render_mode: str | None = None):
+                 image_size: int | tuple[int, int] = 128, render_mode: str | None = None,
+                 perturbations: tuple[Perturbation, ...] = ()):
         from pi0bench.registry import make_task
 
         self.task = make_task(task) if isinstance(task, str) else task
         self.robot = self.task.make_robot()
         self._init_view(cameras, image_size, render_mode)
+        self.perturber = Perturber(tuple(perturbations), self.task)
 
-        self.model = self.task.build_spec().compile()
+        spec = self.task.build_spec()
+        self.perturber.edit_spec(spec)
+        self.model = spec.compile()
         self.model.opt.timestep = PHYSICS_TIMESTEP
         self.data = mujoco.MjData(self.model)
         self._check_model_cameras()
         self.robot.bind(self.model)
+        robot_roots = {int(self.model.body_rootid[self.model.site_bodyid[self.model.site(s).id]])
+                       for s in self.robot.tcp_sites}
+        self.perturber.bind(self.model, robot_roots)
         self.substeps = round(1.0 / (self.robot.control_hz * PHYSICS_TIMESTEP))
         self.max_steps = round(self.task.episode_seconds * self.robot.control_hz)
         self.metadata = {**self.metadata, "render_fps": self.robot.control_hz}
@@ -45,10 +53,13 @@ class TaskEnv(CameraEnv):
     # -- gymnasium API -----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self.perturber.before_reset(self.model)
         mujoco.mj_resetData(self.model, self.data)
         self.task.new_episode()
         self.robot.set_state(self.data, self.robot.home)
         self.task.reset(self.model, self.data, self.np_random)
+        if self.perturber:
+            self.perturber.after_reset(self.model, self.data, 0 if seed is None else seed)
         mujoco.mj_forward(self.model, self.data)
         self.steps = 0
         self.stages = self.task.evaluate(self.model, self.data)
@@ -80,11 +91,12 @@ class TaskEnv(CameraEnv):
 
     def observe(self) -> dict:
         """The observation of the current state (what `step` returns after advancing)."""
-        return {
+        obs = {
             "images": self._render(self.cameras),
             "state": self.robot.state(self.data),
             "prompt": self.task.instruction,
         }
+        return self.perturber.observe(obs) if self.perturber else obs
 
     def _info(self) -> dict:
         return {

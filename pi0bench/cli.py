@@ -93,8 +93,11 @@ def eval_(
                                                           "the measured one (exactly reproducible)"),
     latency_jitter_ms: float = typer.Option(0.0, help="with --latency-ms: Gaussian jitter per call (standard "
                                                       "deviation), drawn from the episode's seed"),
+    perturb: list[str] = typer.Option([], help="AXIS=LEVEL, repeatable: camera, light, appearance, distractors, "
+                                               "language, init, dynamics, sensor at level 1-3"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
+    from pi0bench.envs.perturb import parse_perturbation
     from pi0bench.evaluate import EvalConfig, evaluate
     from pi0bench.report import results_table
 
@@ -105,6 +108,7 @@ def eval_(
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
         policy_args=_policy_args(policy_arg), backend=backend, address=address,
         realtime=_realtime(realtime, realtime_mode, latency_ms, latency_jitter_ms),
+        perturbations=tuple(parse_perturbation(p) for p in perturb),
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))
@@ -138,6 +142,11 @@ def report(run_dir: Path = typer.Argument(..., help="a directory of `pi0bench ev
     from pi0bench import latency_sweep
     from pi0bench.compare import CONFIG_FILE
 
+    from pi0bench import robustness
+
+    if (run_dir / robustness.CONFIG_FILE).is_file():
+        out.print(robustness_table(robustness.write_robustness(run_dir)))
+        return
     if (run_dir / latency_sweep.CONFIG_FILE).is_file():
         summary = latency_sweep.write_sweep(run_dir)
         out.print(sweep_table(summary))
@@ -233,6 +242,52 @@ def _numbers(text: str, option: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise UserError(f"{option} takes comma-separated numbers (got {text!r})") from None
+
+
+@app.command("robustness")
+def robustness_(
+    policy: str = typer.Option(..., help="policy name (see pi0bench policies)"),
+    task: str = typer.Option(..., help="task name (one of the project's tasks)"),
+    axes: str = typer.Option("all", help="comma-separated axes (camera, light, appearance, distractors, language, "
+                                         "init, dynamics, sensor), or all"),
+    levels: str = typer.Option("1,2,3", help="comma-separated levels, 1 (mild) to 3 (strong)"),
+    episodes: int = typer.Option(30, help="episodes per cell (clean and each axis x level)"),
+    seed: int = typer.Option(0, help="base seed; every cell plays the same initial states"),
+    workers: int = typer.Option(1, help="worker processes per cell"),
+    out_dir: Path = typer.Option(Path("results/robustness"), "--out", help="robustness directory; rerun to resume"),
+    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
+    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's), or none"),
+    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them"),
+    policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable"),
+    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+    backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
+) -> None:
+    """Clean and every (axis, level) perturbation on the same initial states, paired with clean."""
+    from pi0bench.envs.perturb import AXES
+    from pi0bench.robustness import RobustnessConfig, robustness
+
+    chosen = AXES if axes.strip() == "all" else tuple(a.strip() for a in axes.split(",") if a.strip())
+    config = RobustnessConfig(policy=policy, task=task, out=out_dir, axes=chosen,
+                              levels=tuple(int(x) for x in _numbers(levels, "--levels")), episodes=episodes,
+                              seed=seed, workers=workers, image_size=image_size, cameras=_camera_list(cameras),
+                              checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
+                              timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)
+    out.print(robustness_table(robustness(config, console=err)))
+    out.print(f"report: {out_dir / 'report.md'}")
+
+
+def robustness_table(summary: dict) -> Table:
+    config = summary["config"]
+    table = Table(title=f"robustness: {config['policy']} on {config['task']}")
+    for name in ("axis", "level", "episodes", "success", "mean score", "score − clean [95% CI]"):
+        table.add_column(name)
+    for r in summary["cells"]:
+        diff = ("-" if r["axis"] == "clean" else
+                f"{r['score_difference']:+.3f} [{r['score_difference_ci_low']:+.3f}, {r['score_difference_ci_high']:+.3f}]")
+        table.add_row(r["axis"], str(r["level"] or "-"), str(r["episodes"]), f"{100 * r['success_rate']:.0f} %",
+                      f"{r['mean_score']:.3f}", diff)
+    return table
 
 
 @app.command("regress")

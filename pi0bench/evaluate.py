@@ -15,9 +15,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from pi0bench.errors import UserError
+from pi0bench.envs.perturb import Perturbation, check_perturbations
 from pi0bench.realtime import Realtime
 from pi0bench.registry import (check_checkpoint, check_policy, check_policy_args, check_task, make_task,
-                               rtc_unfit_reason)
+                               rtc_unfit_reason, task_family)
 from pi0bench.store import RunStore, default_run_dir
 from pi0bench.workers import EpisodeJob, run_episodes
 
@@ -42,6 +43,7 @@ class EvalConfig:
     address: str | None = None  # Ray cluster address (None: start a local Ray instance)
     realtime: Realtime | None = None  # simulated time runs on while the policy thinks
     only_episodes: tuple[int, ...] | None = None  # play just these of 0..episodes-1 (fit check)
+    perturbations: tuple[Perturbation, ...] = ()  # robustness axes and levels (envs/perturb.py)
 
     def validate(self) -> None:
         check_policy(self.policy)
@@ -63,6 +65,9 @@ class EvalConfig:
             raise UserError(f"--execute-steps must be at least 1 (got {self.execute_steps})")
         if self.videos and self.cameras == ():
             raise UserError("--videos needs cameras to film; drop --cameras none")
+        check_perturbations(self.perturbations)
+        if self.perturbations and task_family(self.task):
+            raise UserError(f"--perturb applies to the project's own tasks, not {self.task!r}")
         if self.cameras:  # before the run directory or any worker exists
             make_task(self.task).make_robot().check_cameras(self.cameras)
 
@@ -71,9 +76,10 @@ class EvalConfig:
         if self.out:
             return Path(self.out)
         plain = default_run_dir(self.policy, self.task, self.seed)
-        if not self.realtime:
-            return plain
-        return plain.with_name(f"{plain.name}-realtime-{self.realtime.label}")
+        suffix = "".join(f"-{p.axis}{p.level}" for p in self.perturbations)
+        if self.realtime:
+            suffix += f"-realtime-{self.realtime.label}"
+        return plain.with_name(plain.name + suffix)
 
     def as_run_config(self) -> dict:
         return {"policy": self.policy, "task": self.task, "episodes": self.episodes,
@@ -83,7 +89,8 @@ class EvalConfig:
                 "cameras": None if self.cameras is None else list(self.cameras),
                 "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
                 "policy_args": dict(self.policy_args) or None, "realtime": self.realtime.record() if self.realtime else None,
-                **({"only_episodes": list(self.only_episodes)} if self.only_episodes is not None else {})}
+                **({"only_episodes": list(self.only_episodes)} if self.only_episodes is not None else {}),
+                **({"perturbations": [str(p) for p in self.perturbations]} if self.perturbations else {})}
 
 
 def evaluate(config: EvalConfig, console: Console | None = None, baseline: bool = True) -> dict:
@@ -110,7 +117,7 @@ def evaluate(config: EvalConfig, console: Console | None = None, baseline: bool 
                      execute_steps=config.execute_steps, timeout_s=config.timeout_s,
                      videos=config.videos, video_dir=str(store.dir / "videos"),
                      checkpoint=config.checkpoint, policy_args=config.policy_args,
-                     realtime=config.realtime)
+                     realtime=config.realtime, perturbations=config.perturbations)
     successes = {"n": 0, "done": 0}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("success {task.fields[succ]}"), TimeElapsedColumn(),

@@ -21,12 +21,12 @@ from rich.console import Console
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
-from pi0bench.paired import paired_comparison
+from pi0bench.paired import add_holm, paired_episodes
 from pi0bench.plots import figure_png, plt
 from pi0bench.realtime import MODES, Realtime
 from pi0bench.registry import rtc_unfit_reason
 from pi0bench.report import Section, render_html, render_markdown
-from pi0bench.stats import holm, outcomes, summarize_cell
+from pi0bench.stats import outcomes, summarize_cell
 from pi0bench.store import RunStore, atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "sweep.json"
@@ -141,21 +141,9 @@ def _row(mode: str, latency: float, episodes: pd.DataFrame) -> dict:
 def _paired_rows(cells: dict[tuple[str, float], pd.DataFrame]) -> list[dict]:
     """Each mode against naive at the same latency, on the episodes both played; p-values
     Holm-adjusted over the whole sweep."""
-    rows = []
-    for (mode, latency), episodes in cells.items():
-        naive = cells.get(("naive", latency))
-        if mode in ("naive", ALL_MODES) or naive is None:
-            continue
-        both = sorted(set(episodes["episode"]) & set(naive["episode"]))
-        a, b = (frame.set_index("episode").loc[both].reset_index() for frame in (episodes, naive))
-        _, a_success, a_score = outcomes(a)
-        _, b_success, b_score = outcomes(b)
-        rows.append({"mode": mode, "latency_ms": latency,
-                     **paired_comparison(a_success, b_success, a_score, b_score)})
-    for kind in ("success", "score"):
-        for row, adjusted in zip(rows, holm([r[kind]["p_value"] for r in rows])):
-            row[kind]["p_holm"] = adjusted
-    return rows
+    return add_holm([{"mode": mode, "latency_ms": latency, **paired_episodes(episodes, cells[("naive", latency)])}
+                     for (mode, latency), episodes in cells.items()
+                     if mode not in ("naive", ALL_MODES) and ("naive", latency) in cells])
 
 
 def write_sweep(out: Path) -> dict:

@@ -10,9 +10,10 @@ bootstrap interval of the mean difference.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import binomtest
 
-from pi0bench.stats import bootstrap_mean_ci
+from pi0bench.stats import bootstrap_mean_ci, holm, outcomes
 
 
 def discordant_p(k: int, other: int, alternative: str = "two-sided") -> float:
@@ -43,3 +44,20 @@ def paired_comparison(a_success, b_success, a_score, b_score) -> dict:
     return {"episodes": int(len(diff)), "success": mcnemar_exact(a_success, b_success),
             "score": sign_test(a_score, b_score), "score_difference": float(diff.mean()) if len(diff) else 0.0,
             "score_difference_ci": list(bootstrap_mean_ci(diff)) if len(diff) else [0.0, 0.0]}
+
+
+def paired_episodes(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """`paired_comparison` of two cells on the episodes both played (matched by index)."""
+    both = sorted(set(a["episode"]) & set(b["episode"]))
+    a, b = (frame.set_index("episode").loc[both].reset_index() for frame in (a, b))
+    _, a_success, a_score = outcomes(a)
+    _, b_success, b_score = outcomes(b)
+    return paired_comparison(a_success, b_success, a_score, b_score)
+
+
+def add_holm(rows: list[dict]) -> list[dict]:
+    """Add `p_holm` beside each row's success and score p-values, adjusted over all the rows."""
+    for kind in ("success", "score"):
+        for row, adjusted in zip(rows, holm([r[kind]["p_value"] for r in rows])):
+            row[kind]["p_holm"] = adjusted
+    return rows

@@ -128,15 +128,19 @@ def make_task(name: str):
     return family.make_task(name) if family else _load(TASKS[name])()
 
 
-def make_env(name: str, cameras: tuple[str, ...] | None = None, image_size: int = 128):
+def make_env(name: str, cameras: tuple[str, ...] | None = None, image_size: int = 128,
+             perturbations: tuple = ()):
     """The gymnasium env a task runs in: TaskEnv for the project's tasks, the family's own for
-    a family's (every policy then drives either through the same loop)."""
+    a family's (every policy then drives either through the same loop). `perturbations`
+    (robustness runs) apply to the project's tasks only."""
     family = task_family(check_task(name))
     if family is not None:
+        if perturbations:
+            raise UserError(f"--perturb applies to the project's tasks ({', '.join(sorted(TASKS))}), not {name!r}")
         return family.make_env(name, cameras=cameras, image_size=image_size)
     from pi0bench.envs.task_env import TaskEnv
 
-    return TaskEnv(name, cameras=cameras, image_size=image_size)
+    return TaskEnv(name, cameras=cameras, image_size=image_size, perturbations=perturbations)
 
 
 def describe_policy(name: str) -> str:

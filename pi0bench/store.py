@@ -23,7 +23,7 @@ from pi0bench.errors import UserError
 
 # Config keys that decide what an episode is: a run directory only resumes with the same ones.
 IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras", "checkpoint",
-                 "policy_args", "realtime")
+                 "policy_args", "realtime", "perturbations")
 PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas", "robosuite")
 
 

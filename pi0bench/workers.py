@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from pi0bench.envs.perturb import Perturbation
 from pi0bench.realtime import Realtime
 from pi0bench.rollout import EpisodeRecord, run_episode
 from pi0bench.store import episode_stem
@@ -38,6 +39,7 @@ class EpisodeJob:
     checkpoint: str | None = None
     policy_args: tuple[tuple[str, Any], ...] = ()
     realtime: Realtime | None = None
+    perturbations: tuple[Perturbation, ...] = ()  # robustness: what is changed, and how much
 
 
 # Every path (serial, process pool, Ray) runs policies on this many torch threads: a kernel's
@@ -61,7 +63,8 @@ class EpisodeRunner:
 
         use_policy_threads()
         self.job = job
-        self.env = make_env(job.task, cameras=job.cameras, image_size=job.image_size)
+        self.env = make_env(job.task, cameras=job.cameras, image_size=job.image_size,
+                            perturbations=job.perturbations)
         self.policy = make_policy(job.policy, self.env, job.checkpoint, dict(job.policy_args))
 
     def run(self, episode: int) -> EpisodeRecord:

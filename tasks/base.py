@@ -34,6 +34,18 @@ class Task(ABC):
     instruction: str
     episode_seconds: float
     stages: tuple[Stage, ...]
+    # Table areas (x0, x1, y0, y1) outside the workspace, where robustness runs may put distractors.
+    clutter_regions: tuple[tuple[float, float, float, float], ...] = ()
+    # How much wider than the defaults every initial-state range is (robustness's init axis).
+    init_spread: float = 1.0
+
+    def uniform(self, rng: np.random.Generator, low: float, high: float, size=None):
+        """A draw from [low, high] widened about its centre by `init_spread`: every random
+        initial-state range of a task goes through here (at 1, exactly rng.uniform(low, high))."""
+        if self.init_spread == 1.0:
+            return rng.uniform(low, high, size=size)
+        centre, half = (low + high) / 2, (high - low) / 2 * self.init_spread
+        return rng.uniform(centre - half, centre + half, size=size)
 
     @property
     def max_points(self) -> float:

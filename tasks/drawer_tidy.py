@@ -128,6 +128,8 @@ class DrawerTidy(Task):
         *(Stage(f"{item.name}_in_drawer") for item in ITEMS),
         Stage("drawer_closed"),
     )
+    # right of the items, and beyond the cabinet, both in the base camera's view
+    clutter_regions = ((0.66, 0.80, -0.32, -0.18), (-0.05, 0.20, 0.40, 0.65))
 
     def __init__(self) -> None:
         self._opened = False
@@ -147,17 +149,17 @@ class DrawerTidy(Task):
 
     def reset(self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator) -> None:
         cabinet = model.body("cabinet")
-        model.body_pos[cabinet.id] = (rng.uniform(0.50, 0.58), rng.uniform(0.10, 0.20), 0.0)
-        yaw = math.pi + rng.uniform(-math.radians(10), math.radians(10))
+        model.body_pos[cabinet.id] = (self.uniform(rng, 0.50, 0.58), self.uniform(rng, 0.10, 0.20), 0.0)
+        yaw = math.pi + self.uniform(rng, -math.radians(10), math.radians(10))
         model.body_quat[cabinet.id] = (math.cos(yaw / 2), 0, 0, math.sin(yaw / 2))
         placed: list[np.ndarray] = []
         for item in ITEMS:
             while True:
-                xy = np.array([rng.uniform(0.35, 0.60), rng.uniform(-0.40, -0.17)])
+                xy = np.array([self.uniform(rng, 0.35, 0.60), self.uniform(rng, -0.40, -0.17)])
                 if all(np.linalg.norm(xy - other) >= 0.10 for other in placed):
                     break
             placed.append(xy)
-            item_yaw = rng.uniform(-math.pi, math.pi)
+            item_yaw = self.uniform(rng, -math.pi, math.pi)
             adr = model.joint(item.name).qposadr[0]
             data.qpos[adr:adr + 7] = (*xy, item.half_height + 0.001,
                                       math.cos(item_yaw / 2), 0, 0, math.sin(item_yaw / 2))

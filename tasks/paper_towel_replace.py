@@ -106,6 +106,8 @@ class PaperTowelReplace(Task):
     instruction = "replace the paper towel roll"
     episode_seconds = 30.0
     stages = (Stage("grasp_old"), Stage("remove_old"), Stage("grasp_new"), Stage("place_new"))
+    # the left corners and the far right of cam_high's view, away from the rolls and the holder
+    clutter_regions = ((-0.40, -0.28, 0.22, 0.34), (-0.40, -0.28, -0.34, -0.22), (0.20, 0.30, 0.25, 0.36))
 
     def __init__(self) -> None:
         self.new_episode()
@@ -143,13 +145,13 @@ class PaperTowelReplace(Task):
 
     def reset(self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator) -> None:
         ids = self._bind(model)
-        holder = np.array([rng.uniform(0.02, 0.10), rng.uniform(0.04, 0.12), 0.0])
+        holder = np.array([self.uniform(rng, 0.02, 0.10), self.uniform(rng, 0.04, 0.12), 0.0])
         model.body_pos[ids["holder"]] = holder
-        old_yaw = rng.uniform(-math.pi, math.pi)
+        old_yaw = self.uniform(rng, -math.pi, math.pi)
         self.set_roll(model, data, OLD, holder + [0, 0, BASE_HEIGHT + ROLL_HEIGHT / 2 + 0.0005],
                       _yaw_quat(old_yaw))
-        new_xy = np.array([rng.uniform(-0.22, -0.12), rng.uniform(-0.06, 0.08)])
-        axis_yaw = rng.uniform(0.0, math.pi)
+        new_xy = np.array([self.uniform(rng, -0.22, -0.12), self.uniform(rng, -0.06, 0.08)])
+        axis_yaw = self.uniform(rng, 0.0, math.pi)
         self.set_roll(model, data, NEW, np.append(new_xy, NEW.outer + 0.0005), _lying_quat(axis_yaw))
         mujoco.mj_kinematics(model, data)
         self._start_z = {r.name: float(data.xpos[ids["rolls"][r.name]][2]) for r in (OLD, NEW)}

@@ -87,6 +87,8 @@ class TowelFold(Task):
     instruction = "fold the towel"
     episode_seconds = 20.0
     stages = (Stage("first_fold"), Stage("second_fold"), Stage("neat"))
+    # the far edge of cam_high's view, beyond the towel's reach at reset
+    clutter_regions = ((-0.25, -0.12, 0.25, 0.32), (0.12, 0.25, 0.25, 0.32))
 
     def __init__(self) -> None:
         self.grasp = ClothGrasp(TOWEL, [arm.tcp_site for arm in aloha.ARMS],
@@ -130,10 +132,10 @@ class TowelFold(Task):
 
     def reset(self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator) -> None:
         ids = self._bind(model)
-        centre = np.array([rng.uniform(-0.04, 0.04), rng.uniform(-0.02, 0.06)])
-        yaw = rng.uniform(-math.radians(20), math.radians(20))
-        bump_at = rng.uniform(-SIDE / 2, SIDE / 2, size=2)
-        bump_height = rng.uniform(0.0, 0.02)
+        centre = np.array([self.uniform(rng, -0.04, 0.04), self.uniform(rng, -0.02, 0.06)])
+        yaw = self.uniform(rng, -math.radians(20), math.radians(20))
+        bump_at = self.uniform(rng, -SIDE / 2, SIDE / 2, size=2)
+        bump_height = max(0.0, self.uniform(rng, 0.0, 0.02))  # widened, never into the table
         rot = np.array([[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]])
         flat = ids["rest"][:, :2]
         target = np.empty_like(ids["rest"])
