@@ -18,9 +18,9 @@ def local_ray():
     ray.shutdown()
 
 
-def _records(backend: str, workers: int, policy: str) -> list[dict]:
+def _records(backend: str, workers: int, policy: str, perturbations=()) -> list[dict]:
     job = EpisodeJob(task="drawer_tidy", policy=policy, seed=3, cameras=(), image_size=32,
-                     execute_steps=None, timeout_s=30.0, videos=0, video_dir="")
+                     execute_steps=None, timeout_s=30.0, videos=0, video_dir="", perturbations=perturbations)
     records = []
     run_episodes(job, range(3), workers, records.append, backend=backend)
     return sorted(({k: v for k, v in r.items() if k not in TIMING} for r in records), key=lambda r: r["episode"])
@@ -30,6 +30,15 @@ def test_ray_actors_give_the_local_pool_s_records():
     local = _records("local", 2, "scripted")
     on_ray = _records("ray", 2, "scripted")
     assert on_ray == local and all(r["success"] for r in local)
+
+
+def test_perturbed_episodes_on_ray_equal_the_local_pool_s():
+    from pi0bench.envs.perturb import Perturbation
+
+    perturbed = (Perturbation("dynamics", 3), Perturbation("distractors", 2))
+    local = _records("local", 2, "scripted", perturbed)
+    assert _records("ray", 2, "scripted", perturbed) == local
+    assert [r["final_state_sha"] for r in local] != [r["final_state_sha"] for r in _records("local", 1, "scripted")]
 
 
 def test_an_actor_that_cannot_build_its_policy_reports_the_real_error(tmp_path):

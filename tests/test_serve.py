@@ -183,6 +183,21 @@ def test_remote_evaluation_replays_the_local_one_exactly(tmp_path, policy):
     assert (b["latency_mean_ms"] > 0).all()
 
 
+def test_a_perturbed_remote_run_replays_the_local_one(tmp_path):
+    """Perturbations live in the env, so a remote policy sees exactly what a local one does."""
+    from pi0bench.envs.perturb import Perturbation
+
+    perturbed = (Perturbation("sensor", 3), Perturbation("language", 2))
+    evaluate(EvalConfig(policy="act", task="drawer_tidy", episodes=1, image_size=64, out=tmp_path / "local",
+                        perturbations=perturbed))
+    with policy_server(policy="act", task="drawer_tidy") as (url, _):
+        evaluate(EvalConfig(policy=f"remote:{url}", task="drawer_tidy", episodes=1, image_size=64,
+                            out=tmp_path / "remote", perturbations=perturbed))
+    a = pd.read_parquet(tmp_path / "local" / "episodes")
+    b = pd.read_parquet(tmp_path / "remote" / "episodes")
+    pd.testing.assert_frame_equal(a[SAME + ["final_state_sha"]], b[SAME + ["final_state_sha"]])
+
+
 def test_remote_errors_are_clear():
     env = TaskEnv("drawer_tidy", cameras=())
     with socket.socket() as s:  # a port nothing listens on
