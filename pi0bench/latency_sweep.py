@@ -11,14 +11,13 @@ A mode a policy cannot run (`rtc` without flow matching) is reported as n/a with
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from pi0bench.cells import CellRun, load_cell
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import add_holm, paired_episodes
@@ -27,31 +26,18 @@ from pi0bench.realtime import MODES, Realtime
 from pi0bench.registry import rtc_unfit_reason
 from pi0bench.report import Section, render_html, render_markdown
 from pi0bench.stats import outcomes, summarize_cell
-from pi0bench.store import RunStore, atomic_write_bytes, atomic_write_text
+from pi0bench.store import atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "sweep.json"
 PLOT_NAME = "latency_sweep.png"
 ALL_MODES = "all"  # the label of the zero-latency cell every mode shares
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    policy: str
-    task: str
-    out: Path
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(CellRun):
     latencies_ms: tuple[float, ...] = (0.0, 50.0, 100.0, 200.0, 300.0)
     modes: tuple[str, ...] = MODES
     jitter_ms: float = 0.0
-    episodes: int = 30
-    seed: int = 0
-    workers: int = 1
-    image_size: int = 128
-    cameras: tuple[str, ...] | None = None
-    checkpoint: str | None = None
-    policy_args: tuple[tuple[str, Any], ...] = ()
-    timeout_s: float | None = 30.0
-    backend: str = "local"
-    address: str | None = None
 
     def validate(self) -> None:
         EvalConfig(policy=self.policy, task=self.task, checkpoint=self.checkpoint,
@@ -62,14 +48,6 @@ class SweepConfig:
             raise UserError("--modes and --latency-ms each need at least one value")
         for latency in self.latencies_ms:
             Realtime(latency_ms=latency, jitter_ms=self.jitter_ms).validate()
-
-    def to_dict(self) -> dict:
-        """What sweep.json records (not `out`: the directory may be moved, and is read from
-        where it lies)."""
-        fields = {k: v for k, v in asdict(self).items() if k != "out"}
-        return {**fields, "latencies_ms": list(self.latencies_ms),
-                "modes": list(self.modes), "cameras": None if self.cameras is None else list(self.cameras),
-                "policy_args": dict(self.policy_args) or None}
 
     def cells(self) -> list[tuple[str, float, EvalConfig]]:
         """(mode, latency, eval run) of every cell the policy can play; without jitter the
@@ -85,12 +63,7 @@ class SweepConfig:
         return cells
 
     def _cell(self, mode: str, latency_ms: float, name: str) -> EvalConfig:
-        return EvalConfig(policy=self.policy, task=self.task, episodes=self.episodes, seed=self.seed,
-                          workers=self.workers, out=Path(self.out) / "cells" / name,
-                          image_size=self.image_size, cameras=self.cameras, timeout_s=self.timeout_s,
-                          checkpoint=self.checkpoint, policy_args=self.policy_args,
-                          backend=self.backend, address=self.address,
-                          realtime=Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=self.jitter_ms))
+        return self.eval_config(name, realtime=Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=self.jitter_ms))
 
 
 def not_applicable(config: SweepConfig) -> dict[str, str]:
@@ -115,14 +88,10 @@ def latency_sweep(config: SweepConfig, console: Console | None = None) -> dict:
     return write_sweep(out)
 
 
-def _load_cells(out: Path, config: SweepConfig) -> dict[tuple[str, float], pd.DataFrame]:
-    """(mode, latency) -> that cell's first `episodes` episodes, for the cells on disk."""
-    cells = {}
-    for mode, latency, cell in config.cells():
-        if (cell.out / "episodes").is_dir():
-            episodes = RunStore(cell.out).load()
-            cells[(mode, latency)] = episodes[episodes["episode"] < config.episodes].sort_values("episode")
-    return cells
+def _load_cells(config: SweepConfig) -> dict[tuple[str, float], pd.DataFrame]:
+    """(mode, latency) -> that cell's episodes, for the cells on disk."""
+    loaded = {(mode, latency): load_cell(cell, config.episodes) for mode, latency, cell in config.cells()}
+    return {key: frame for key, frame in loaded.items() if frame is not None}
 
 
 def _row(mode: str, latency: float, episodes: pd.DataFrame) -> dict:
@@ -149,14 +118,8 @@ def _paired_rows(cells: dict[tuple[str, float], pd.DataFrame]) -> list[dict]:
 def write_sweep(out: Path) -> dict:
     """summary.csv, summary.json, latency_sweep.png, report.md and report.html of a sweep directory."""
     out = Path(out)
-    if not (out / CONFIG_FILE).is_file():
-        raise UserError(f"{out} is not a latency-sweep directory (no {CONFIG_FILE})")
-    raw = json.loads((out / CONFIG_FILE).read_text())
-    config = SweepConfig(**{**raw, "out": out, "latencies_ms": tuple(raw["latencies_ms"]),
-                            "modes": tuple(raw["modes"]),
-                            "cameras": None if raw["cameras"] is None else tuple(raw["cameras"]),
-                            "policy_args": tuple((raw["policy_args"] or {}).items())})
-    cells = _load_cells(out, config)
+    config, raw = SweepConfig.read(out, CONFIG_FILE, "latency-sweep")
+    cells = _load_cells(config)
     rows = [_row(mode, latency, episodes) for (mode, latency), episodes in cells.items()]
     paired = _paired_rows(cells)
     summary = {"config": raw, "cells": rows, "paired_vs_naive": paired, "not_applicable": not_applicable(config)}

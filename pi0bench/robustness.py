@@ -11,21 +11,20 @@ episode 0's first image under every axis and level.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import pandas as pd
 from rich.console import Console
 
 from pi0bench.envs.perturb import AXES, LEVELS, Perturbation, check_perturbations
+from pi0bench.cells import CellRun, load_cell
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import add_holm, paired_episodes
 from pi0bench.plots import figure_png, plt
 from pi0bench.report import Section, render_html, render_markdown
 from pi0bench.stats import summarize_cell
-from pi0bench.store import RunStore, atomic_write_bytes, atomic_write_text
+from pi0bench.store import atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "robustness.json"
 PLOT_NAME = "robustness.png"
@@ -33,23 +32,10 @@ EXAMPLES_NAME = "examples.png"
 CLEAN = "clean"
 
 
-@dataclass(frozen=True)
-class RobustnessConfig:
-    policy: str
-    task: str
-    out: Path
+@dataclass(frozen=True, kw_only=True)
+class RobustnessConfig(CellRun):
     axes: tuple[str, ...] = AXES
     levels: tuple[int, ...] = LEVELS
-    episodes: int = 30
-    seed: int = 0
-    workers: int = 1
-    image_size: int = 128
-    cameras: tuple[str, ...] | None = None
-    checkpoint: str | None = None
-    policy_args: tuple[tuple[str, Any], ...] = ()
-    timeout_s: float | None = 30.0
-    backend: str = "local"
-    address: str | None = None
 
     def validate(self) -> None:
         if not self.axes or not self.levels:
@@ -60,29 +46,10 @@ class RobustnessConfig:
         for _, _, cell in self.cells():
             cell.validate()
 
-    def to_dict(self) -> dict:
-        """What robustness.json records (not `out`: the directory is read where it lies)."""
-        fields = {k: v for k, v in asdict(self).items() if k != "out"}
-        return {**fields, "axes": list(self.axes), "levels": list(self.levels),
-                "cameras": None if self.cameras is None else list(self.cameras),
-                "policy_args": dict(self.policy_args) or None}
-
-    @classmethod
-    def from_dict(cls, raw: dict, out: Path) -> RobustnessConfig:
-        return cls(**{**raw, "out": out, "axes": tuple(raw["axes"]), "levels": tuple(raw["levels"]),
-                      "cameras": None if raw["cameras"] is None else tuple(raw["cameras"]),
-                      "policy_args": tuple((raw["policy_args"] or {}).items())})
-
     def cells(self) -> list[tuple[str, int, EvalConfig]]:
         """(axis, level, eval run) of the clean cell (axis "clean", level 0) and every perturbed one."""
-        def cell(name: str, perturbations: tuple[Perturbation, ...]) -> EvalConfig:
-            return EvalConfig(policy=self.policy, task=self.task, episodes=self.episodes, seed=self.seed,
-                              workers=self.workers, out=Path(self.out) / "cells" / name,
-                              image_size=self.image_size, cameras=self.cameras, timeout_s=self.timeout_s,
-                              checkpoint=self.checkpoint, policy_args=self.policy_args, backend=self.backend,
-                              address=self.address, perturbations=perturbations)
-        return [(CLEAN, 0, cell(CLEAN, ()))] + [
-            (axis, level, cell(f"{axis}-{level}", (Perturbation(axis, level),)))
+        return [(CLEAN, 0, self.eval_config(CLEAN))] + [
+            (axis, level, self.eval_config(f"{axis}-{level}", perturbations=(Perturbation(axis, level),)))
             for axis in self.axes for level in self.levels]
 
 
@@ -118,15 +85,9 @@ def _row(axis: str, level: int, episodes: pd.DataFrame, paired: dict | None) -> 
 def write_robustness(out: Path) -> dict:
     """summary.csv/json, robustness.png and report.md/html of a robustness directory."""
     out = Path(out)
-    if not (out / CONFIG_FILE).is_file():
-        raise UserError(f"{out} is not a robustness directory (no {CONFIG_FILE})")
-    raw = json.loads((out / CONFIG_FILE).read_text())
-    config = RobustnessConfig.from_dict(raw, out)
-    cells = {}
-    for axis, level, cell in config.cells():
-        if (cell.out / "episodes").is_dir():
-            episodes = RunStore(cell.out).load()
-            cells[(axis, level)] = episodes[episodes["episode"] < config.episodes].sort_values("episode")
+    config, raw = RobustnessConfig.read(out, CONFIG_FILE, "robustness")
+    loaded = {(axis, level): load_cell(cell, config.episodes) for axis, level, cell in config.cells()}
+    cells = {key: frame for key, frame in loaded.items() if frame is not None}
     clean = cells.get((CLEAN, 0))
     keys = [k for k in cells if k[0] != CLEAN]
     paired = add_holm([paired_episodes(cells[k], clean) for k in keys]) if clean is not None else []

@@ -232,10 +232,10 @@ def test_unknown_axes_and_levels_are_one_line_errors():
             parse_perturbation(text)
         assert "\n" not in str(caught.value)
     with pytest.raises(UserError, match="more than once"):
-        _env("drawer_tidy", None).__class__("drawer_tidy", perturbations=(Perturbation("camera", 1),
-                                                                            Perturbation("camera", 2)))
+        TaskEnv("drawer_tidy", perturbations=(Perturbation("camera", 1), Perturbation("camera", 2)))
+    from pi0bench.evaluate import EvalConfig
+
     with pytest.raises(UserError, match="project's own tasks"):
-        from pi0bench.evaluate import EvalConfig
         EvalConfig(policy="random", task="robosuite/Lift", perturbations=(Perturbation("light", 1),)).validate()
 
 

@@ -1,0 +1,72 @@
+"""What a latency sweep and a robustness run share: one policy on one task, played as several
+eval cells (OUT/cells/NAME) on the same initial states, and their record in OUT/CONFIG."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pi0bench.errors import UserError
+from pi0bench.evaluate import EvalConfig
+from pi0bench.store import RunStore
+
+# fields stored as lists in JSON and as tuples in the config
+_TUPLES = ("cameras", "latencies_ms", "modes", "axes", "levels")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellRun:
+    policy: str
+    task: str
+    out: Path
+    episodes: int = 30
+    seed: int = 0
+    workers: int = 1
+    image_size: int = 128
+    cameras: tuple[str, ...] | None = None
+    checkpoint: str | None = None
+    policy_args: tuple[tuple[str, Any], ...] = ()
+    timeout_s: float | None = 30.0
+    backend: str = "local"
+    address: str | None = None
+
+    def eval_config(self, name: str, **cell: Any) -> EvalConfig:
+        """The eval run of the cell OUT/cells/NAME, with this run's options and the cell's own."""
+        return EvalConfig(policy=self.policy, task=self.task, episodes=self.episodes, seed=self.seed,
+                          workers=self.workers, out=Path(self.out) / "cells" / name, image_size=self.image_size,
+                          cameras=self.cameras, timeout_s=self.timeout_s, checkpoint=self.checkpoint,
+                          policy_args=self.policy_args, backend=self.backend, address=self.address, **cell)
+
+    def to_dict(self) -> dict:
+        """What the config file records (not `out`: the directory is read where it lies, so it
+        may be moved)."""
+        record = {k: v for k, v in asdict(self).items() if k != "out"}
+        for key in _TUPLES:
+            if key in record and record[key] is not None:
+                record[key] = list(record[key])
+        record["policy_args"] = dict(self.policy_args) or None
+        return record
+
+    @classmethod
+    def read(cls, out: Path, config_file: str, kind: str):
+        """The config of the directory `out`, or a one-line error if it is not one of `kind`."""
+        path = Path(out) / config_file
+        if not path.is_file():
+            raise UserError(f"{out} is not a {kind} directory (no {config_file})")
+        raw = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if k in _TUPLES and v is not None else v for k, v in raw.items() if k in known}
+        values["policy_args"] = tuple((raw.get("policy_args") or {}).items())
+        return cls(**{**values, "out": Path(out)}), raw
+
+
+def load_cell(cell: EvalConfig, episodes: int) -> pd.DataFrame | None:
+    """A cell's first `episodes` episodes in index order, or None before it has any."""
+    if not (Path(cell.out) / "episodes").is_dir():
+        return None
+    frame = RunStore(cell.out).load()
+    return frame[frame["episode"] < episodes].sort_values("episode")
