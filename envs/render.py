@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
+
 import mujoco
 import numpy as np
 
@@ -28,6 +31,27 @@ def check_model_cameras(model: mujoco.MjModel, cameras: tuple[str, ...]) -> None
         camera_id(model, name)
 
 
+# Renderers not yet closed. An env a user never closes (common with gymnasium.make) would
+# otherwise free its GL context from a finaliser during interpreter shutdown, after MuJoCo's
+# own exit hook has terminated the EGL display, and print EGL tracebacks. The hook below
+# closes them first: it is registered after the first GL context exists, so after MuJoCo's
+# (exit hooks run last-registered first).
+_OPEN: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _close_open_renderers() -> None:
+    for renderer in list(_OPEN):
+        renderer.close()
+
+
+def _track(renderer: CameraRenderer) -> None:
+    _OPEN.add(renderer)
+    if not _EXIT_HOOK:
+        atexit.register(_close_open_renderers)
+        _EXIT_HOOK.append(True)
+
+
 class CameraRenderer:
     """Renders named cameras at a fixed size. Create it inside the process that uses it."""
 
@@ -36,7 +60,8 @@ class CameraRenderer:
         """`option`: what to show (e.g. which geom groups); MuJoCo's defaults when None."""
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        self._renderer = mujoco.Renderer(model, height=height, width=width)
+        self._renderer: mujoco.Renderer | None = mujoco.Renderer(model, height=height, width=width)
+        _track(self)
         self._camera_ids = {}
         self._model = model
         self._option = option
@@ -54,4 +79,8 @@ class CameraRenderer:
         return frames
 
     def close(self) -> None:
-        self._renderer.close()
+        """Free the GL context now (idempotent)."""
+        renderer, self._renderer = self._renderer, None
+        _OPEN.discard(self)
+        if renderer is not None:
+            renderer.close()

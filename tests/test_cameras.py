@@ -118,3 +118,28 @@ def test_gym_make_wrist_image_is_not_the_free_camera():
     wrist = obs["images"]["wrist"].astype(int)
     assert np.abs(wrist - free_image).mean() > 10
     assert np.abs(wrist - obs["images"]["base"]).mean() > 10
+
+
+def test_an_env_left_open_exits_quietly():
+    """gymnasium.make, reset and leave without close(), as many gymnasium users do, next to an
+    env closed by hand and one used as a context manager: the interpreter exits without a
+    word on stderr (it used to print EGL tracebacks from the renderer's finaliser)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gymnasium as gym\n"
+        "import pi0bench.envs\n"
+        "left = gym.make('pi0bench/DrawerTidy-v0', cameras=('base',), image_size=32)\n"
+        "left.reset(seed=0)\n"
+        "closed = gym.make('pi0bench/TowelFold-v0', cameras=('cam_high',), image_size=32)\n"
+        "closed.reset(seed=0)\n"
+        "closed.close()\n"
+        "closed.close()\n"
+        "with gym.make('pi0bench/PaperTowelReplace-v0', cameras=('cam_high',), image_size=32) as env:\n"
+        "    env.reset(seed=0)\n"
+        "print('done')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "done"
+    assert result.stderr == "", result.stderr[-2000:]
