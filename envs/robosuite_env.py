@@ -20,7 +20,7 @@ rollout loop, workers, run store and report as the project's own tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import mujoco
 import numpy as np
@@ -29,8 +29,16 @@ from gymnasium import spaces
 from pi0bench.envs.camera_env import CameraEnv
 from pi0bench.errors import UserError
 
-if TYPE_CHECKING:
-    from pi0bench.tasks.robosuite_tasks import RobosuiteTask
+
+
+class SuiteTask(Protocol):
+    """What the env needs of a robosuite task (tasks/robosuite_tasks.py)."""
+
+    name: str
+    instruction: str
+    max_points: float
+
+    def build(self): ...
 
 
 @dataclass(frozen=True)
@@ -104,11 +112,10 @@ def _visual_geoms_only() -> mujoco.MjvOption:
 
 
 class RobosuiteEnv(CameraEnv):
-    def __init__(self, task: str | RobosuiteTask = "robosuite/Lift", cameras: tuple[str, ...] | None = None,
+    def __init__(self, task: SuiteTask, cameras: tuple[str, ...] | None = None,
                  image_size: int | tuple[int, int] = 128, render_mode: str | None = None):
-        from pi0bench.registry import make_task
-
-        self.task = make_task(task) if isinstance(task, str) else task
+        """`task`: a robosuite task (tasks/robosuite_tasks.py), given, never looked up."""
+        self.task = task
         self.suite = self.task.build()
         self.robot = describe_robots(self.suite)
         self._init_view(cameras, image_size, render_mode)

@@ -23,9 +23,9 @@ class TaskEnv(CameraEnv):
     def __init__(self, task: str = "drawer_tidy", cameras: tuple[str, ...] | None = None,
                  image_size: int | tuple[int, int] = 128, render_mode: str | None = None,
                  perturbations: tuple[Perturbation, ...] = ()):
-        from pi0bench.registry import make_task
+        from pi0bench.tasks import make_own_task
 
-        self.task = make_task(task) if isinstance(task, str) else task
+        self.task = make_own_task(task) if isinstance(task, str) else task
         self.robot = self.task.make_robot()
         self._init_view(cameras, image_size, render_mode)
         self.perturber = Perturber(tuple(perturbations), self.task)

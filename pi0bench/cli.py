@@ -140,7 +140,7 @@ def serve(
 def report(run_dir: Path = typer.Argument(..., help="a directory of `pi0bench eval`, `compare` or `latency-sweep`")) -> None:
     """Recompute summary, report.md/html and the plots from the stored episodes."""
     from pi0bench import latency_sweep
-    from pi0bench.compare import CONFIG_FILE
+    from pi0bench.compare_store import CONFIG_FILE
 
     from pi0bench import robustness
 

@@ -13,16 +13,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.registry import check_policy, check_task, is_remote, make_policy
-from pi0bench.store import RunStore, atomic_write_text, safe_name
-
-CONFIG_FILE = "compare.json"
-
+from pi0bench.compare_store import CONFIG_FILE, cell_dir
+from pi0bench.store import atomic_write_text
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -51,10 +48,6 @@ def parse_names(text: str | None, known: dict, kind: str) -> tuple[str, ...]:
     for name in names:
         check(name)
     return names
-
-
-def cell_dir(out: Path, policy: str, task: str) -> Path:
-    return Path(out) / "cells" / f"{safe_name(policy)}-{safe_name(task)}"
 
 
 def unfit_reason(policy: str, task: str) -> str | None:
@@ -100,18 +93,3 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
                                 address=config.address), console=console)
     atomic_write_text(out / "not_applicable.json", json.dumps(not_applicable, indent=2))
     return write_comparison(out)
-
-
-def load_comparison(out: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
-    """(config, every cell's episodes, n/a cells) of a comparison directory."""
-    out = Path(out)
-    if not (out / CONFIG_FILE).is_file():
-        raise UserError(f"{out} is not a comparison directory (no {CONFIG_FILE})")
-    config = json.loads((out / CONFIG_FILE).read_text())
-    frames = [RunStore(cell_dir(out, p, t)).load() for t in config["tasks"] for p in config["policies"]
-              if cell_dir(out, p, t).is_dir()]
-    frames = [f[f["episode"] < config["episodes"]] for f in frames if not f.empty]
-    episodes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    na_path = out / "not_applicable.json"
-    not_applicable = json.loads(na_path.read_text()) if na_path.is_file() else []
-    return config, episodes, not_applicable

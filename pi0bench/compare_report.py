@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pi0bench.compare import cell_dir, load_comparison
+from pi0bench.compare_store import cell_dir, load_comparison
 from pi0bench.paired import paired_comparison
 from pi0bench.plots import figure_png, plt
 from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic

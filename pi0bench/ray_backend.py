@@ -13,15 +13,14 @@ from pi0bench.errors import UserError
 
 
 class _EpisodeActor:
-    """A Ray actor around EpisodeRunner. A failure to build the env or policy is kept and
-    raised by every episode, so the caller sees the real error."""
+    """A Ray actor around a runner (workers.EpisodeRunner, passed in by the caller so this
+    module never imports back up). A failure to build the env or policy is kept and raised by
+    every episode, so the caller sees the real error."""
 
-    def __init__(self, job):
-        from pi0bench.workers import EpisodeRunner
-
+    def __init__(self, build: Callable[[], object]):
         self.runner, self.error = None, None
         try:
-            self.runner = EpisodeRunner(job)
+            self.runner = build()
         except Exception as exc:  # noqa: BLE001 - handed back with each episode
             self.error = exc
 
@@ -31,10 +30,11 @@ class _EpisodeActor:
         return self.runner.run(episode).to_dict()
 
 
-def run_on_ray(job, episodes: list[int], workers: int, on_record: Callable[[dict], None],
+def run_on_ray(build: Callable[[], object], episodes: list[int], workers: int, on_record: Callable[[dict], None],
                address: str | None = None) -> None:
     """Play `episodes` on `workers` actors of the cluster at `address` (a local Ray instance
-    when None), handing each record to `on_record` as it arrives."""
+    when None), each holding the runner `build()` makes (picklable: it travels to the
+    actors), handing each record to `on_record` as it arrives."""
     try:
         import ray
         from ray.util import ActorPool
@@ -49,7 +49,7 @@ def run_on_ray(job, episodes: list[int], workers: int, on_record: Callable[[dict
             raise UserError(f"cannot reach the Ray cluster at {address}: {exc}") from None
     try:
         actor = ray.remote(num_cpus=1)(_EpisodeActor)
-        pool = ActorPool([actor.remote(job) for _ in range(min(workers, len(episodes)))])
+        pool = ActorPool([actor.remote(build) for _ in range(min(workers, len(episodes)))])
         for record in pool.map_unordered(lambda a, episode: a.run.remote(episode), episodes):
             on_record(record)
     finally:

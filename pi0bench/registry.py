@@ -7,12 +7,9 @@ import inspect
 from typing import Any
 
 from pi0bench.errors import UserError
+from pi0bench.tasks import TASKS, make_own_task  # the project's own tasks
+from pi0bench.wire import REMOTE_PREFIX
 
-TASKS: dict[str, str] = {
-    "drawer_tidy": "pi0bench.tasks.drawer_tidy:DrawerTidy",
-    "towel_fold": "pi0bench.tasks.towel_fold:TowelFold",
-    "paper_towel_replace": "pi0bench.tasks.paper_towel_replace:PaperTowelReplace",
-}
 # Task families of optional extras: a name "<family>/<Env>" is resolved by the family's module
 # (its TASKS, unavailable(), check_task, make_task and make_env). They are not among "all".
 TASK_FAMILIES: dict[str, str] = {
@@ -99,7 +96,6 @@ def check_task(name: str) -> str:
 REMOTE = ("pi0bench.policies.remote:make_remote",
           "any openpi-protocol policy server (openpi's own, or `pi0bench serve`); "
           "--policy-arg timeout_s=30 layout=auto|native|aloha|droid")
-REMOTE_PREFIX = "remote:"
 REMOTE_EXAMPLE = f"{REMOTE_PREFIX}ws://HOST:PORT"
 
 
@@ -125,7 +121,7 @@ def _factory(name: str) -> str:
 
 def make_task(name: str):
     family = task_family(check_task(name))
-    return family.make_task(name) if family else _load(TASKS[name])()
+    return family.make_task(name) if family else make_own_task(name)
 
 
 def make_env(name: str, cameras: tuple[str, ...] | None = None, image_size: int = 128,

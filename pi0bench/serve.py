@@ -31,9 +31,9 @@ from typing import Any, Callable
 from pi0bench import wire
 from pi0bench.errors import UserError
 from pi0bench.layouts import LayoutError, from_wire
+from pi0bench.wire import RESET_KEY
 
 PROTOCOL_VERSION = 1
-RESET_KEY = "pi0bench/reset"
 UNSERVABLE = {"scripted": "it reads the simulator's privileged state, which a server does not have"}
 
 

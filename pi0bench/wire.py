@@ -16,6 +16,10 @@ import numpy as np
 
 _REFUSED_KINDS = ("O", "V", "c")
 MAX_DIMS = 8
+# How a policy name points at a server (`remote:ws://HOST:PORT`), and the key of the message
+# with which a pi0bench client tells a pi0bench server a new episode starts.
+REMOTE_PREFIX = "remote:"
+RESET_KEY = "pi0bench/reset"
 
 
 class WireError(ValueError):

@@ -151,6 +151,6 @@ def run_episodes(job: EpisodeJob, episodes: Iterable[int], workers: int,
     if backend == "ray":
         from pi0bench.ray_backend import run_on_ray
 
-        run_on_ray(job, episodes, workers, on_record, address)
+        run_on_ray(partial(EpisodeRunner, job), episodes, workers, on_record, address)
         return
     run_in_processes(partial(EpisodeRunner, job), episodes, workers, lambda record: on_record(record.to_dict()))

@@ -19,10 +19,9 @@ import time
 import numpy as np
 
 from pi0bench import wire
+from pi0bench.wire import REMOTE_PREFIX, RESET_KEY
 from pi0bench.errors import UserError
 from pi0bench.layouts import LayoutError, check_layout, default_layout, to_wire
-from pi0bench.registry import REMOTE_PREFIX
-from pi0bench.serve import RESET_KEY
 
 API_KEY_ENV = "PI0BENCH_API_KEY"
 
