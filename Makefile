@@ -15,7 +15,7 @@ VIDEOS   ?= 0
 POLICIES ?= all
 TASKS    ?= all
 
-.PHONY: venv openpi-client eval compare regress test test-slow bench clean
+.PHONY: venv openpi-client eval compare regress test test-browser test-slow bench clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ regress: $(STAMP)
 
 test: $(STAMP) $(OPENPI_STAMP)
 	MUJOCO_GL=egl $(PY) -m pytest
+
+# The comparison page in headless Chromium, installed from the system's packages if missing.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	MUJOCO_GL=egl $(PY) -m pytest -m browser tests/test_browser.py
 
 test-slow: $(STAMP)
 	MUJOCO_GL=egl $(PY) -m pytest -m slow

@@ -18,10 +18,10 @@ import pandas as pd
 
 from pi0bench.compare_store import cell_dir, load_comparison
 from pi0bench.paired import paired_comparison
-from pi0bench.plots import figure_png, plt
-from pi0bench.report import Section, render_html, render_markdown, summary_csv, write_atomic
+from pi0bench.plots import MIN_FONT_PT, figure, figure_png, legend_outside
+from pi0bench.report import Section, Shaded, Strong, render_html, render_markdown, summary_csv
 from pi0bench.stats import holm, outcomes, summarize
-from pi0bench.store import episode_stem
+from pi0bench.store import atomic_write_bytes, episode_stem
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
 
@@ -78,7 +78,56 @@ def _cell_text(cell: dict, best: bool) -> tuple[str, str]:
     (slo, shi), (clo, chi) = cell["success_ci"], cell["score_ci"]
     success = f"{100 * cell['success_rate']:.0f} % [{100 * slo:.0f}, {100 * shi:.0f}]"
     score = f"{cell['mean_score']:.2f} [{clo:.2f}, {chi:.2f}]"
-    return (f"**{success}**", f"**{score}**") if best else (success, score)
+    return (Strong(success), Strong(score)) if best else (success, score)
+
+
+SIGNIFICANCE = 0.05  # on the Holm-adjusted p of the sign test on scores
+
+
+def pair_matrix(pairs: list[dict], policies: list[str], task: str) -> dict[tuple[str, str], dict]:
+    """(row, column) -> the paired score difference row − column on `task`, its CI and the
+    Holm-adjusted sign-test p; each pair appears both ways (negated and mirrored)."""
+    matrix = {}
+    for p in pairs:
+        if p["task"] != task:
+            continue
+        low, high = p["score_difference_ci"]
+        matrix[(p["a"], p["b"])] = {"difference": p["score_difference"], "ci": [low, high], "p_holm": p["score"]["p_holm"]}
+        matrix[(p["b"], p["a"])] = {"difference": -p["score_difference"], "ci": [-high, -low], "p_holm": p["score"]["p_holm"]}
+    return matrix
+
+
+def _matrix_cell(entry: dict | None) -> Shaded | str:
+    if entry is None:
+        return "·"
+    significant = entry["p_holm"] < SIGNIFICANCE
+    low, high = entry["ci"]
+    # + 0.0 turns a negated zero (-0.0) into 0.0, so no "-0.00" is printed
+    text = f"{entry['difference'] + 0.0:+.2f} [{low + 0.0:+.2f}, {high + 0.0:+.2f}]{' *' if significant else ''}"
+    if entry["difference"] == 0:
+        return text
+    positive = entry["difference"] > 0
+    colour = ("#9be29b" if positive else "#f2a3a3") if significant else ("#e3f6e3" if positive else "#fbe6e6")
+    return Shaded(text, colour)
+
+
+def _matrix_sections(config: dict, pairs: list[dict]) -> list[Section]:
+    """Per task, who beats whom: rows minus columns, significance marked after Holm."""
+    sections = []
+    for task in config["tasks"]:
+        present = [p for p in config["policies"] if any(task == q["task"] and p in (q["a"], q["b"]) for q in pairs)]
+        if len(present) < 2:
+            continue
+        matrix = pair_matrix(pairs, present, task)
+        sections.append(Section(
+            f"Who beats whom on {task}: mean score of the row minus the column",
+            note="Paired on the same initial states, 95 % bootstrap CI; * = sign test significant at 0.05 after "
+                 "Holm's adjustment over every pair and task; green: the row scores higher, red: lower, "
+                 "pale: not significant.",
+            headers=["", *present],
+            rows=[[Strong(row), *(_matrix_cell(matrix.get((row, col))) if row != col else "–" for col in present)]
+                  for row in present]))
+    return sections
 
 
 def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs: list[dict],
@@ -106,8 +155,9 @@ def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs
                  rows=[[t["policy"], str(t["tasks"]),
                         "–" if t["mean_score"] is None else f"{t['mean_score']:.3f}",
                         "–" if t["success_rate"] is None else f"{100 * t['success_rate']:.1f} %"] for t in totals]),
-        Section("Paired tests on shared initial states (p raw / Holm-adjusted over every pair and task; "
-                "judge significance by the Holm-adjusted p)",
+        *_matrix_sections(config, pairs),
+        Section("Every paired test on shared initial states (p raw / Holm-adjusted over every pair and task; "
+                "judge significance by the Holm-adjusted p)", collapsed=True,
                  headers=["task", "A vs B", "episodes", "success: only A / only B", "McNemar exact p (Holm)",
                           "score: A higher / B higher", "sign test p (Holm)", "mean score A − B [95% CI]"],
                  rows=[[p["task"], f"{p['a']} vs {p['b']}", str(p["episodes"]),
@@ -133,9 +183,14 @@ def _sections(config: dict, cells: list[dict], not_applicable: list[dict], pairs
     return sections
 
 
+SCORE_FIGURE_IN = (9.0, 3.6)  # inches, at plots.DPI
+
+
 def _plot_scores(cells: list[dict], policies: list[str], tasks: list[str]) -> bytes:
-    """Grouped bars of mean score per task with bootstrap CI whiskers (the paper's figures)."""
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(tasks)), 4))
+    """Grouped bars of mean score per task with bootstrap CI whiskers (the paper's figures);
+    the legend outside the bars."""
+    fig, axes = figure(*SCORE_FIGURE_IN)
+    ax = axes[0, 0]
     by_key = {(c["policy"], c["task"]): c for c in cells}
     width = 0.8 / max(1, len(policies))
     x = np.arange(len(tasks))
@@ -148,41 +203,53 @@ def _plot_scores(cells: list[dict], policies: list[str], tasks: list[str]) -> by
         ax.bar(positions, np.nan_to_num(means), width, yerr=[lo, hi], capsize=3, label=policy)
         for position, cell in zip(positions, mine):
             if cell is None:
-                ax.text(position, 0.02, "n/a", ha="center", fontsize="x-small", rotation=90)
+                ax.text(position, 0.02, "n/a", ha="center", fontsize=MIN_FONT_PT, rotation=90)
     ax.set_xticks(x, tasks)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean score (points / max)")
-    ax.legend(fontsize="small", ncol=min(len(policies), 4))
+    legend_outside(ax, title="policy")
     return figure_png(fig)
 
 
+def _task_panels(cells: list[dict], height_in: float = 3.2):
+    """(tasks, fig, axes): one panel per task, side by side (small multiples)."""
+    tasks = list(dict.fromkeys(c["task"] for c in cells)) or ["(none)"]
+    fig, axes = figure(3.6 * len(tasks) + 1.6, height_in, 1, len(tasks))
+    return tasks, fig, axes[0]
+
+
 def _plot_stages(cells: list[dict]) -> bytes:
-    """Per cell, the rate of each rubric stage, stacked: how far policies get, not only if."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(cells) + 2), 4))
-    labels = [f"{c['policy']}\n{c['task']}" for c in cells]
-    stages = list(dict.fromkeys(s for c in cells for s in c["stage_rates"]))
-    bottom = np.zeros(len(cells))
-    for stage in stages:
-        rates = np.array([c["stage_rates"].get(stage, 0.0) for c in cells])
-        ax.bar(labels, rates, bottom=bottom, label=stage)
-        bottom += rates
-    ax.set_ylabel("sum of stage rates")
-    ax.tick_params(axis="x", labelsize="x-small")
-    if stages:
-        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False)
+    """Per task, the share of episodes that reached each rubric stage, one bar per policy:
+    how far policies get, not only whether they finish."""
+    tasks, fig, axes = _task_panels(cells)
+    for ax, task in zip(axes, tasks):
+        mine = [c for c in cells if c["task"] == task]
+        stages = list(dict.fromkeys(s for c in mine for s in c["stage_rates"]))
+        width = 0.8 / max(1, len(mine))
+        for i, cell in enumerate(mine):
+            ax.bar(np.arange(len(stages)) - 0.4 + width * (i + 0.5),
+                   [cell["stage_rates"].get(s, 0.0) for s in stages], width, label=cell["policy"])
+        ax.set_xticks(np.arange(len(stages)), [s.replace("_", " ") for s in stages], rotation=30, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(task)
+    axes[0].set_ylabel("share of episodes")
+    legend_outside(axes[-1], title="policy")
     return figure_png(fig)
 
 
 def _plot_latency(cells: list[dict]) -> bytes:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for c in cells:
-        ax.scatter(max(c["latency_mean_ms"], 1e-3), c["success_rate"], s=40)
-        ax.annotate(f"{c['policy']}/{c['task']}", (max(c["latency_mean_ms"], 1e-3), c["success_rate"]),
-                    fontsize="x-small", xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("mean policy call latency (ms, log)")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.05, 1.05)
+    """Per task, each policy's mean time per call (log scale) as labelled bars: what a
+    policy costs, where that differs by orders of magnitude."""
+    tasks, fig, axes = _task_panels(cells)
+    for ax, task in zip(axes, tasks):
+        mine = [c for c in cells if c["task"] == task]
+        y = np.arange(len(mine))
+        ax.barh(y, [max(c["latency_mean_ms"], 1e-3) for c in mine], color="tab:gray")
+        ax.set_yticks(y, [c["policy"] for c in mine])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("mean ms per call (log)")
+        ax.set_title(task)
     return figure_png(fig)
 
 
@@ -203,12 +270,12 @@ def write_comparison(out: Path) -> dict:
     videos = video_rows(out, config)
     sections = _sections(config, cells, not_applicable, pairs, totals, videos)
     media = {**images, **{name: (out / name).read_bytes() for _, row in videos for _, name in row}}
-    write_atomic(out / "summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
-    write_atomic(out / "summary.csv", summary_csv(cells).encode() if cells else b"")
-    write_atomic(out / "report.md", render_markdown(title, sections).encode())
-    write_atomic(out / "report.html", render_html(title, sections, media).encode())
+    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    atomic_write_bytes(out / "summary.csv", summary_csv(cells).encode() if cells else b"")
+    atomic_write_bytes(out / "report.md", render_markdown(title, sections).encode())
+    atomic_write_bytes(out / "report.html", render_html(title, sections, media).encode())
     for name, data in images.items():
-        write_atomic(out / name, data)
+        atomic_write_bytes(out / name, data)
     return summary
 
 

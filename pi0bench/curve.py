@@ -104,27 +104,24 @@ def learning_curve(run_dir: Path, data: Path, episodes: int, out: Path, workers:
 
 
 def plot_curve(rows: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
+    from pi0bench.plots import figure, figure_png, legend_outside
+    from pi0bench.store import atomic_write_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
+    fig, axes = figure(9.5, 3.4, 1, 2, sharex=True)
+    axes = axes[0]
     for split, style in (("held-out", "-o"), ("train", "--s")):
         part = rows[rows["split"] == split].sort_values("step")
         if part.empty:
             continue
         for ax, (value, lo, hi) in zip(axes, (("success_rate", "success_lo", "success_hi"),
                                                ("mean_score", "score_lo", "score_hi"))):
-            ax.plot(part["step"], part[value], style, label=f"{split} states")
-            ax.fill_between(part["step"], part[lo], part[hi], alpha=0.2)
+            (drawn,) = ax.plot(part["step"], part[value], style, label=f"{split} states")
+            ax.fill_between(part["step"], part[lo], part[hi], color=drawn.get_color(), alpha=0.2)
     for ax, label in zip(axes, ("success rate (95 % Wilson CI)", "mean score (95 % bootstrap CI)")):
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    legend_outside(axes[1])
+    fig.suptitle(title)
+    atomic_write_bytes(Path(path), figure_png(fig))

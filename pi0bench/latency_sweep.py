@@ -21,7 +21,7 @@ from pi0bench.cells import CellRun, load_cell
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import add_holm, paired_episodes
-from pi0bench.plots import figure_png, plt
+from pi0bench.plots import figure, figure_png, legend_outside
 from pi0bench.realtime import MODES, Realtime
 from pi0bench.registry import rtc_unfit_reason
 from pi0bench.report import Section, render_html, render_markdown
@@ -31,6 +31,7 @@ from pi0bench.store import atomic_write_bytes, atomic_write_text
 CONFIG_FILE = "sweep.json"
 PLOT_NAME = "latency_sweep.png"
 ALL_MODES = "all"  # the label of the zero-latency cell every mode shares
+SWEEP_FIGURE_IN = (10.0, 3.8)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +168,8 @@ def _sections(config: SweepConfig, rows: list[dict], paired: list[dict], skipped
 def plot_sweep(rows: list[dict], title: str) -> bytes:
     """Success and score against latency, one line per mode, with their 95 % CI bands."""
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["mode"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    fig, axes = figure(*SWEEP_FIGURE_IN, 1, 2, sharex=True)
+    axes = axes[0]
     shared = frame[frame["mode"] == ALL_MODES]  # the zero-latency cell starts every mode's line
     for mode in dict.fromkeys(frame["mode"][frame["mode"] != ALL_MODES]):
         line = pd.concat([shared.assign(mode=mode), frame[frame["mode"] == mode]]).sort_values("latency_ms")
@@ -180,6 +182,6 @@ def plot_sweep(rows: list[dict], title: str) -> bytes:
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].set_title(title, fontsize=10)
-    axes[1].legend(title="mode", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(title)
+    legend_outside(axes[1], title="mode")
     return figure_png(fig)

@@ -8,28 +8,41 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from rich.table import Table
 
-matplotlib.use("Agg")  # headless: reports are written on machines without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from pi0bench.stats import outcomes, summarize, summarize_cell  # noqa: E402
+from pi0bench.plots import figure, figure_png, legend_outside
+from pi0bench.stats import outcomes, summarize, summarize_cell
+from pi0bench.store import atomic_write_bytes
 
 _MAX_LISTED_ERRORS = 20
 _MAX_ERROR_CHARS = 500
 _PLOT_NAME = "success.png"
+RUN_FIGURE_IN = (12.0, 4.5)
+
+
+class Strong(str):
+    """A table cell shown in bold (Markdown **…**, HTML <strong>), never as literal markers."""
+
+
+@dataclass(frozen=True)
+class Shaded:
+    """A table cell with a background colour in HTML (Markdown shows the text alone)."""
+
+    text: str
+    colour: str  # any CSS colour
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Cell = str | Strong | Shaded
 
 
 @dataclass(frozen=True)
@@ -38,8 +51,10 @@ class Section:
 
     title: str
     headers: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
+    rows: list[list[Cell]] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
+    collapsed: bool = False  # HTML: the table folded under its title (<details>)
+    note: str = ""  # a sentence shown above the table
     plot: str = ""  # file name of a PNG shown in this section
     # (caption, [(label, video file)]) rows of videos shown side by side
     videos: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
@@ -140,14 +155,30 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _md_cell(cell: Cell) -> str:
+    text = _md_escape(str(cell))
+    return f"**{text}**" if isinstance(cell, Strong) else text
+
+
+def _html_cell(cell: Cell) -> str:
+    text = html.escape(str(cell))
+    if isinstance(cell, Strong):
+        return f"<td><strong>{text}</strong></td>"
+    if isinstance(cell, Shaded):
+        return f'<td style="background:{html.escape(cell.colour)}">{text}</td>'
+    return f"<td>{text}</td>"
+
+
 def render_markdown(title: str, sections: list[Section]) -> str:
     lines = [f"# {title}", ""]
     for section in sections:
         lines += [f"## {section.title}", ""]
+        if section.note:
+            lines += [section.note, ""]
         if section.headers:
             lines.append("| " + " | ".join(map(_md_escape, section.headers)) + " |")
             lines.append("|" + "---|" * len(section.headers))
-            lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in section.rows]
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in section.rows]
             if section.items:
                 lines.append("")  # a list straight after a table would be read as a table row
         lines += [f"- {item}" for item in section.items]
@@ -178,12 +209,14 @@ def render_html(title: str, sections: list[Section], media: dict[str, bytes]) ->
     ]
     for section in sections:
         parts.append(f"<h2>{esc(section.title)}</h2>")
+        if section.note:
+            parts.append(f"<p>{esc(section.note)}</p>")
         if section.headers:
-            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in section.headers)
-                         + "</tr>")
-            parts += ["<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
-                      for row in section.rows]
-            parts.append("</table>")
+            table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in section.headers) + "</tr>"
+                     + "".join("<tr>" + "".join(map(_html_cell, row)) + "</tr>" for row in section.rows)
+                     + "</table>")
+            parts.append(f"<details><summary>{len(section.rows)} rows</summary>{table}</details>"
+                         if section.collapsed else table)
         if section.items:
             parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in section.items) + "</ul>")
         if section.plot:
@@ -199,7 +232,7 @@ def render_html(title: str, sections: list[Section], media: dict[str, bytes]) ->
     return "\n".join(parts) + "\n"
 
 
-def _plot_success(ax: plt.Axes, cells: list[dict[str, Any]]) -> None:
+def _plot_success(ax, cells: list[dict[str, Any]]) -> None:
     """Success rate per cell with asymmetric Wilson error bars."""
     x = np.arange(len(cells))
     rates = np.array([c["success_rate"] for c in cells])
@@ -212,7 +245,7 @@ def _plot_success(ax: plt.Axes, cells: list[dict[str, Any]]) -> None:
     ax.set_title("Success (95% Wilson CI)")
 
 
-def _plot_stages(ax: plt.Axes, cells: list[dict[str, Any]]) -> None:
+def _plot_stages(ax, cells: list[dict[str, Any]]) -> None:
     """Per-stage rates, one bar per cell within each stage's group."""
     stages = _stage_names(cells)
     ax.set_title("Stage rates")
@@ -228,35 +261,15 @@ def _plot_stages(ax: plt.Axes, cells: list[dict[str, Any]]) -> None:
     ax.set_xticks(x, stages, rotation=20, ha="right")
     ax.set_ylabel("fraction of episodes")
     # Below the axes: bars reach 1.0, so any spot inside could hide one.
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22),
-              ncol=min(len(cells), 3), frameon=False)
+    legend_outside(ax)
 
 
 def _plot_png(cells: list[dict[str, Any]]) -> bytes:
     """Render the two-panel figure to PNG bytes (written to disk and embedded in the HTML)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    try:
-        _plot_success(left, cells)
-        _plot_stages(right, cells)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a same-directory temp file and os.replace, so readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other users
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    fig, axes = figure(*RUN_FIGURE_IN, 1, 2)
+    _plot_success(axes[0, 0], cells)
+    _plot_stages(axes[0, 1], cells)
+    return figure_png(fig)
 
 
 def latency_effect(run_dir: Path, episodes: pd.DataFrame) -> dict | None:
@@ -321,12 +334,12 @@ def write_report(run_dir: Path, run_config: dict, episodes: pd.DataFrame) -> dic
         sections.insert(2, _latency_section(effect, run_config["realtime"]))
     png = _plot_png(cells)
     # default=str: configs may carry Paths and the like; the record should not fail on them.
-    write_atomic(run_dir / "summary.json",
+    atomic_write_bytes(run_dir / "summary.json",
                  (json.dumps(summary, indent=2, default=str) + "\n").encode())
-    write_atomic(run_dir / "summary.csv", summary_csv(cells).encode())
-    write_atomic(run_dir / "report.md", render_markdown(title, sections).encode())
-    write_atomic(run_dir / "report.html", render_html(title, sections, {_PLOT_NAME: png}).encode())
-    write_atomic(run_dir / _PLOT_NAME, png)
+    atomic_write_bytes(run_dir / "summary.csv", summary_csv(cells).encode())
+    atomic_write_bytes(run_dir / "report.md", render_markdown(title, sections).encode())
+    atomic_write_bytes(run_dir / "report.html", render_html(title, sections, {_PLOT_NAME: png}).encode())
+    atomic_write_bytes(run_dir / _PLOT_NAME, png)
     return summary
 
 

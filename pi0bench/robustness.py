@@ -21,7 +21,7 @@ from pi0bench.cells import CellRun, load_cell
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import add_holm, paired_episodes
-from pi0bench.plots import figure_png, plt
+from pi0bench.plots import MIN_FONT_PT, figure, figure_png, legend_outside
 from pi0bench.report import Section, render_html, render_markdown
 from pi0bench.stats import summarize_cell
 from pi0bench.store import atomic_write_bytes, atomic_write_text
@@ -30,6 +30,7 @@ CONFIG_FILE = "robustness.json"
 PLOT_NAME = "robustness.png"
 EXAMPLES_NAME = "examples.png"
 CLEAN = "clean"
+DROP_FIGURE_IN = (11.0, 4.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +138,8 @@ def _sections(config: RobustnessConfig, rows: list[dict], examples: bool) -> lis
 def plot_drops(rows: list[dict], title: str) -> bytes:
     """Score and success difference to clean against level, one line per axis, with CIs."""
     frame = pd.DataFrame([r for r in rows if r["axis"] != CLEAN])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = figure(*DROP_FIGURE_IN, 1, 2)
+    axes = axes[0]
     clean = next((r for r in rows if r["axis"] == CLEAN), None)
     for axis in dict.fromkeys(frame["axis"]) if len(frame) else []:
         line = frame[frame["axis"] == axis].sort_values("level")
@@ -154,8 +156,8 @@ def plot_drops(rows: list[dict], title: str) -> bytes:
         ax.set_ylabel(label)
         ax.set_xticks([0, *LEVELS])
         ax.grid(alpha=0.3)
-    axes[0].set_title(title, fontsize=10)
-    axes[1].legend(title="axis", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(title)
+    legend_outside(axes[1], title="axis")
     return figure_png(fig)
 
 
@@ -177,8 +179,8 @@ def example_strip(config: RobustnessConfig, size: int = 96) -> bytes:
             env.close()
 
     clean_image, clean_prompt = first_image(())
-    fig, grid = plt.subplots(len(config.axes), 1 + len(config.levels),
-                             figsize=(1.9 * (1 + len(config.levels)), 1.9 * len(config.axes)), squeeze=False)
+    fig, grid = figure(1.9 * (1 + len(config.levels)) + 0.4, 2.0 * len(config.axes), len(config.axes),
+                       1 + len(config.levels))
     for row, axis in enumerate(config.axes):
         for col, level in enumerate((0, *config.levels)):
             image, prompt = (clean_image, clean_prompt) if level == 0 else first_image((Perturbation(axis, level),))
@@ -187,11 +189,11 @@ def example_strip(config: RobustnessConfig, size: int = 96) -> bytes:
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title("clean" if level == 0 else f"level {level}", fontsize=9)
+                ax.set_title("clean" if level == 0 else f"level {level}")
             if col == 0:
-                ax.set_ylabel(axis, fontsize=9)
+                ax.set_ylabel(axis)
             if axis == "language":
-                ax.set_xlabel(_wrap(prompt), fontsize=6)
+                ax.set_xlabel(_wrap(prompt, 24), fontsize=MIN_FONT_PT)
     return figure_png(fig)
 
 

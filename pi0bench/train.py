@@ -236,10 +236,8 @@ def _truncate_log(path: Path, start: int) -> None:
 
 
 def _plot_losses(out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pi0bench.plots import figure, figure_png
+    from pi0bench.store import atomic_write_bytes
 
     rows = list(csv.reader(open(out / "losses.csv")))
     if not rows:
@@ -248,13 +246,12 @@ def _plot_losses(out: Path) -> None:
     losses = np.array([float(r[1]) for r in rows])
     window = max(1, len(losses) // 50)
     smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, axes = figure(6.0, 3.5)
+    ax = axes[0, 0]
     ax.plot(steps, losses, alpha=0.3, label="loss")
     ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)
+    atomic_write_bytes(out / "loss.png", figure_png(fig))

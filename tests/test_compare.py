@@ -2,6 +2,7 @@
 policies, n/a cells, resume, report rebuild, and the CSV/JSON schema."""
 
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ def test_every_policy_plays_the_same_initial_states(comparison):
     assert (pair["a"], pair["b"], pair["success"]["only_a"], pair["success"]["only_b"]) == ("scripted", "hold", 3, 0)
     assert pair["success"]["p_holm"] >= pair["success"]["p_value"]  # adjusted over the family
     report = (config.out / "report.md").read_text()
-    assert "**100 %" in report and "n/a" in report and "McNemar" in report
+    assert "**100 %" in report and "n/a" in report and "McNemar" in report  # bold in Markdown
     page = (config.out / "report.html").read_text()
     assert page.count("<video") == 2 and "drawer_tidy, episode 0" in page  # scripted and hold, same start
 
@@ -93,6 +94,78 @@ def test_report_rebuilds_identically_and_schema_holds(comparison):
     assert {p.name for p in config.out.glob("*.png")} == {"scores.png", "stages.png", "latency.png"}
 
 
+class _Page(HTMLParser):
+    """Checks that tags nest and close, and collects the text and the embedded media."""
+
+    VOID = {"meta", "img", "br", "hr", "source", "input", "link"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.text, self.media, self.errors = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("img", "video") and "src" in attrs:
+            self.media.append((tag, attrs["src"]))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(f"</{tag}> closes nothing open")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_html_page_is_html_with_every_image_and_video_decodable(comparison):
+    import base64
+
+    config, _ = comparison
+    page = _Page()
+    page.feed((config.out / "report.html").read_text())
+    page.close()
+    assert page.errors == [] and page.stack == []
+    text = " ".join(page.text)
+    for marker in ("**", "](", "|---", "## "):
+        assert marker not in text, f"Markdown marker {marker!r} in the HTML text"
+    assert "<strong>" in (config.out / "report.html").read_text()  # the best cell, in bold for real
+    images = [src for tag, src in page.media if tag == "img"]
+    videos = [src for tag, src in page.media if tag == "video"]
+    assert len(images) == 3 and len(videos) == 2
+    for src in images:
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    for src in videos:
+        assert base64.b64decode(src.split(",", 1)[1])[4:8] == b"ftyp"  # an MP4 box header
+
+
+def test_the_pair_matrix_agrees_with_the_pairwise_results(comparison):
+    from pi0bench.compare_report import pair_matrix
+
+    config, summary = comparison
+    matrix = pair_matrix(summary["pairwise"], ["scripted", "hold"], "drawer_tidy")
+    pair = summary["pairwise"][0]
+    assert matrix[("scripted", "hold")]["difference"] == pair["score_difference"]
+    assert matrix[("hold", "scripted")]["difference"] == -pair["score_difference"]
+    assert matrix[("hold", "scripted")]["ci"] == [-pair["score_difference_ci"][1], -pair["score_difference_ci"][0]]
+    report = (config.out / "report.md").read_text()
+    expected = f"{pair['score_difference']:+.2f} [{pair['score_difference_ci'][0]:+.2f}"
+    assert "Who beats whom on drawer_tidy" in report and expected in report
+    assert "3 rows" not in report and "<details>" in (config.out / "report.html").read_text()
+
+
+def test_each_figure_is_written_at_its_stated_size(comparison):
+    from pi0bench import compare_report
+    from pi0bench.plots import DPI, png_size
+
+    config, _ = comparison
+    width, height = compare_report.SCORE_FIGURE_IN
+    assert png_size((config.out / "scores.png").read_bytes()) == (round(width * DPI), round(height * DPI))
+    stages = png_size((config.out / "stages.png").read_bytes())
+    assert stages == (round((3.6 * 1 + 1.6) * DPI), round(3.2 * DPI))  # one task panel
+
+
+# last: it rewrites the comparison directory with one policy
 def test_rerunning_resumes_without_replaying_episodes(comparison):
     config, _ = comparison
     episodes = config.out / "cells" / "hold-drawer_tidy" / "episodes"
