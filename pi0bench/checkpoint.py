@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -76,6 +77,34 @@ def load_policy_model(directory: Path):
     model = recipe.build()
     load_weights(model, Path(directory) / "model.safetensors")
     return recipe, model.eval(), config
+
+
+# Where default checkpoints are found: the folders in $PI0BENCH_CHECKPOINTS (os.pathsep-
+# separated), then a source checkout's results/checkpoints. An installed package has no
+# results/ beside it, so there the variable is how its defaults are found.
+SEARCH_PATH_VARIABLE = "PI0BENCH_CHECKPOINTS"
+CHECKOUT_CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "checkpoints"
+
+
+def search_path() -> list[Path]:
+    folders = [Path(p) for p in os.environ.get(SEARCH_PATH_VARIABLE, "").split(os.pathsep) if p]
+    return folders + ([CHECKOUT_CHECKPOINTS] if CHECKOUT_CHECKPOINTS.is_dir() else [])
+
+
+def resolve(checkpoint: str | Path | None, default: str, policy: str) -> Path:
+    """The checkpoint a policy loads: `checkpoint` when given (it must exist), else the first
+    folder of the search path that holds `default`; one line saying where it looked if none."""
+    if checkpoint:
+        require(Path(checkpoint), policy)
+        return Path(checkpoint)
+    folders = search_path()
+    for folder in folders:
+        if (folder / default / "config.json").is_file():
+            return folder / default
+    looked = ", ".join(str(f) for f in folders) or f"nowhere (${SEARCH_PATH_VARIABLE} is unset and this is no checkout)"
+    raise UserError(f"no {policy} checkpoint {default!r}: looked in {looked}; set {SEARCH_PATH_VARIABLE}=DIR "
+                    f"(a folder holding {default}/), train one with `pi0bench train --policy {policy}`, "
+                    "or pass --checkpoint DIR")
 
 
 def require(path: Path, policy: str) -> None:

@@ -97,9 +97,7 @@ def unit_images(images: list, size: int) -> torch.Tensor:
     return x
 
 
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "results" / "checkpoints"
-
-
-def default_checkpoint(policy: str, env) -> Path:
-    """The committed small checkpoint of a per-task policy for `env`'s task."""
-    return CHECKPOINTS / f"{policy}-small-{env.unwrapped.task.name}"
+def per_task_checkpoint(policy: str, env) -> str:
+    """The name of a per-task policy's committed small checkpoint for `env`'s task (found on
+    checkpoint.search_path)."""
+    return f"{policy}-small-{env.unwrapped.task.name}"

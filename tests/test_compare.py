@@ -45,18 +45,18 @@ def test_names_parse_and_unknown_ones_are_one_clear_error():
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    import pi0bench.policies.visuomotor as visuomotor
+    from pi0bench import checkpoint
 
     out = tmp_path_factory.mktemp("compare")
     empty = tmp_path_factory.mktemp("no-checkpoints")
-    original = visuomotor.CHECKPOINTS
-    visuomotor.CHECKPOINTS = empty  # so act has no checkpoint for the task: an n/a cell
+    original = checkpoint.CHECKOUT_CHECKPOINTS
+    checkpoint.CHECKOUT_CHECKPOINTS = empty  # so act has no checkpoint for the task: an n/a cell
     try:
         config = CompareConfig(policies=("scripted", "hold", "act"), tasks=("drawer_tidy",), out=out,
                                episodes=3, workers=2, image_size=32, videos=1)
         summary = compare(config)
     finally:
-        visuomotor.CHECKPOINTS = original
+        checkpoint.CHECKOUT_CHECKPOINTS = original
     return config, summary
 
 

@@ -231,11 +231,14 @@ def test_tokenizers_work_offline(tmp_path):
 
 
 def test_committed_pi0_small_checkpoint_is_the_default_and_acts():
+    from pi0bench.checkpoint import CHECKOUT_CHECKPOINTS, resolve
     from pi0bench.envs.task_env import TaskEnv
-    from pi0bench.policies.pi0.policy import DEFAULT_CHECKPOINT, make_pi0
+    from pi0bench.policies.pi0.policy import make_pi0
 
-    assert sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir()) <= 25e6
-    config = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    default = resolve(None, "pi0-small", "pi0")
+    assert default == CHECKOUT_CHECKPOINTS / "pi0-small"
+    assert sum(f.stat().st_size for f in default.iterdir()) <= 25e6
+    config = json.loads((default / "config.json").read_text())
     assert set(config["normalizers"]) == {"franka", "aloha"} and config["model"]["name"] == "pi0-small"
     env = TaskEnv("towel_fold", image_size=64)
     policy = make_pi0(env)

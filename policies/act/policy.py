@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, require
-from pi0bench.policies.visuomotor import default_checkpoint
+from pi0bench.checkpoint import load_for_env, resolve
+from pi0bench.policies.visuomotor import per_task_checkpoint
 
 
 class TemporalEnsembler:
@@ -60,6 +60,4 @@ class ActPolicy:
 
 def make_act(env, checkpoint: str | Path | None = None, temporal_ensemble: float | None = None) -> ActPolicy:
     """`temporal_ensemble`: the coefficient k of exp(−k·i) (ACT uses 0.01); off by default."""
-    path = Path(checkpoint) if checkpoint else default_checkpoint("act", env)
-    require(path, "act")
-    return ActPolicy(env, path, temporal_ensemble)
+    return ActPolicy(env, resolve(checkpoint, per_task_checkpoint("act", env), "act"), temporal_ensemble)

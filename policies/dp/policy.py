@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, require
+from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.replanning import ReplanningPolicy
-from pi0bench.policies.visuomotor import default_checkpoint
+from pi0bench.policies.visuomotor import per_task_checkpoint
 
 
 class DpPolicy(ReplanningPolicy):
@@ -37,6 +37,4 @@ class DpPolicy(ReplanningPolicy):
 
 def make_dp(env, checkpoint: str | Path | None = None, inference_steps: int | None = None) -> DpPolicy:
     """`inference_steps`: DDIM steps a plan takes (default the checkpoint config's, 10)."""
-    path = Path(checkpoint) if checkpoint else default_checkpoint("dp", env)
-    require(path, "dp")
-    return DpPolicy(env, path, inference_steps)
+    return DpPolicy(env, resolve(checkpoint, per_task_checkpoint("dp", env), "dp"), inference_steps)

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, require
+from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.errors import UserError
 from pi0bench.policies.replanning import ReplanningPolicy
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "results" / "checkpoints" / "octo-tiny"
 
 
 class OctoPolicy(ReplanningPolicy):
@@ -45,6 +44,4 @@ class OctoPolicy(ReplanningPolicy):
 
 
 def make_octo(env, checkpoint: str | Path | None = None) -> OctoPolicy:
-    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    require(path, "octo")
-    return OctoPolicy(env, path)
+    return OctoPolicy(env, resolve(checkpoint, "octo-tiny", "octo"))

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, require
+from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.openvla.action_tokenizer import from_unit
 from pi0bench.policies.openvla.config import AUTOREGRESSIVE
 from pi0bench.policies.openvla.inputs import camera_for
 from pi0bench.policies.openvla.recipe import action_tokenizer, percentiles
 
-CHECKPOINTS = Path(__file__).resolve().parents[2] / "results" / "checkpoints"
 
 
 class OpenVlaPolicy:
@@ -48,12 +47,8 @@ class OpenVlaPolicy:
 
 
 def make_openvla(env, checkpoint: str | Path | None = None) -> OpenVlaPolicy:
-    path = Path(checkpoint) if checkpoint else CHECKPOINTS / "openvla-small"
-    require(path, "openvla")
-    return OpenVlaPolicy(env, path, "openvla")
+    return OpenVlaPolicy(env, resolve(checkpoint, "openvla-small", "openvla"), "openvla")
 
 
 def make_openvla_oft(env, checkpoint: str | Path | None = None) -> OpenVlaPolicy:
-    path = Path(checkpoint) if checkpoint else CHECKPOINTS / "openvla-oft-small"
-    require(path, "openvla-oft")
-    return OpenVlaPolicy(env, path, "openvla-oft")
+    return OpenVlaPolicy(env, resolve(checkpoint, "openvla-oft-small", "openvla-oft"), "openvla-oft")

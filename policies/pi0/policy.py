@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, require
+from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.pi0.inputs import example
 from pi0bench.policies.pi0.model import Guidance
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "results" / "checkpoints" / "pi0-small"
 FLOW_STEPS = 10
 
 
@@ -73,6 +72,4 @@ class Pi0Policy:
 
 
 def make_pi0(env, checkpoint: str | Path | None = None, rtc_max_guidance: float = 5.0) -> Pi0Policy:
-    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    require(path, "pi0")
-    return Pi0Policy(env, path, rtc_max_guidance)
+    return Pi0Policy(env, resolve(checkpoint, "pi0-small", "pi0"), rtc_max_guidance)
