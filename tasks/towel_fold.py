@@ -20,9 +20,14 @@ scores nothing.
                other (a strip, not a bundle), the hull is 0.40–0.62 of the flat area and
                the median point of cloth has ≥ 2 layers. A flat towel has hull 1.0 and one
                layer; the expert's half folds measure hull ≈ 0.5, corner gaps ≤ 0.1 L.
-  second_fold  after the first fold, the towel is folded again: all four corners within
-               0.25 L of each other, hull ≤ 0.35, median layers ≥ 3. A half fold keeps two
-               corner pairs a full L apart; crumpling never brought the hull below 0.41.
+  second_fold  after the first fold, the towel is folded again into a flat, layered quarter:
+               all four corners within 0.25 L of each other, hull 0.15–0.35, median layers
+               3–6, height ≤ 0.30 L, rectangularity ≥ 0.75. A half fold keeps two corner
+               pairs a full L apart. The structure bounds are what stop a heap: a half fold
+               whose ends are gathered up, corners together, stands tall and ragged, and an
+               accordion of the strip has a smaller footprint and more layers; the expert's
+               quarter folds measure hull 0.245–0.275, rectangularity 0.94–0.97, 4 layers,
+               height 0.11–0.22 L.
   neat         the second fold is neat: hull 0.18–0.32 (a quarter is 0.25 and folds
                bulge), every corner within 0.18 L (5.4 cm) of every other, rectangularity
                ≥ 0.85. The expert's quarter folds settle at corner gaps 0.05–0.12 L and
@@ -56,7 +61,7 @@ SETTLE_SECONDS = 0.4
 FOLD1_OVERSHOOT = 0.02  # the crease takes up length: place the corners a little beyond
 FOLD2_OVERSHOOT = 0.02
 FIRST_FOLD = {"pair_gap": 0.20, "span": 0.80, "hull": (0.40, 0.62), "layers": 2}
-SECOND_FOLD = {"corner_gap": 0.25, "hull": 0.35, "layers": 3}
+SECOND_FOLD = {"corner_gap": 0.25, "hull": (0.15, 0.35), "layers": (3, 6), "height": 0.30, "rectangularity": 0.75}
 NEAT = {"hull": (0.18, 0.32), "corner_gap": 0.18, "rectangularity": 0.85}
 # CG with a 1e-5 tolerance steps a quarter-folded towel 1.75x faster than the default Newton
 # solver and a whole expert episode 1.16x faster (benchmarks/task_speed.py); the
@@ -72,8 +77,11 @@ def first_fold(shape: ClothShape) -> bool:
 
 
 def second_fold(shape: ClothShape) -> bool:
-    return (shape.max_corner_gap <= SECOND_FOLD["corner_gap"] and shape.hull <= SECOND_FOLD["hull"]
-            and shape.layers >= SECOND_FOLD["layers"])
+    """Corners together in a flat, layered quarter-sized footprint (module docstring)."""
+    (hull_lo, hull_hi), (layers_lo, layers_hi) = SECOND_FOLD["hull"], SECOND_FOLD["layers"]
+    return (shape.max_corner_gap <= SECOND_FOLD["corner_gap"] and hull_lo <= shape.hull <= hull_hi
+            and layers_lo <= shape.layers <= layers_hi and shape.height <= SECOND_FOLD["height"]
+            and shape.rectangularity >= SECOND_FOLD["rectangularity"])
 
 
 def neat(shape: ClothShape) -> bool:

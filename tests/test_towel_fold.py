@@ -132,16 +132,25 @@ def _half_fold_variants():
 def _quarter_fold_variants():
     """(name, shape, second_fold expected, neat expected) around each second-fold and neat bound."""
     quarter = shape_of(fold_half(fold_half(flat_towel(), 1), 0))
-    gap, hull, layers = (towel_fold.SECOND_FOLD[k] for k in ("corner_gap", "hull", "layers"))
+    gap, height, rect2 = (towel_fold.SECOND_FOLD[k] for k in ("corner_gap", "height", "rectangularity"))
+    (hull_lo, hull_hi), (layers_lo, layers_hi) = towel_fold.SECOND_FOLD["hull"], towel_fold.SECOND_FOLD["layers"]
     lo, hi = towel_fold.NEAT["hull"]
     neat_gap, rect = towel_fold.NEAT["corner_gap"], towel_fold.NEAT["rectangularity"]
     return [
         ("corners just together", _with_gap(quarter, 0, 3, gap - 0.01), True, False),
         ("corners just apart", _with_gap(quarter, 0, 3, gap + 0.01), False, False),
-        ("hull just small enough", replace(quarter, hull=hull - 0.01), True, False),
-        ("hull just too big", replace(quarter, hull=hull + 0.01), False, False),
-        ("three layers", replace(quarter, layers=float(layers)), True, True),
-        ("two and a half layers", replace(quarter, layers=layers - 0.5), False, False),
+        ("hull just small enough", replace(quarter, hull=hull_hi - 0.01), True, False),
+        ("hull just too big", replace(quarter, hull=hull_hi + 0.01), False, False),
+        ("hull just big enough", replace(quarter, hull=hull_lo + 0.01), True, False),
+        ("hull just too small (a bundle)", replace(quarter, hull=hull_lo - 0.01), False, False),
+        ("three layers", replace(quarter, layers=float(layers_lo)), True, True),
+        ("two and a half layers", replace(quarter, layers=layers_lo - 0.5), False, False),
+        ("six layers", replace(quarter, layers=float(layers_hi)), True, True),
+        ("six and a half layers (an accordion)", replace(quarter, layers=layers_hi + 0.5), False, False),
+        ("just flat enough", replace(quarter, height=height - 0.01), True, True),
+        ("just too tall (a heap)", replace(quarter, height=height + 0.01), False, False),
+        ("footprint just square enough for a fold", replace(quarter, rectangularity=rect2 + 0.01), True, False),
+        ("footprint just too ragged", replace(quarter, rectangularity=rect2 - 0.01), False, False),
         ("neat corners just close enough", _with_gap(quarter, 0, 3, neat_gap - 0.01), True, True),
         ("neat corners just too far", _with_gap(quarter, 0, 3, neat_gap + 0.01), True, False),
         ("neat hull just above its lower bound", replace(quarter, hull=lo + 0.01), True, True),
@@ -150,6 +159,44 @@ def _quarter_fold_variants():
         ("just rectangular enough", replace(quarter, rectangularity=rect + 0.01), True, True),
         ("just not rectangular enough", replace(quarter, rectangularity=rect - 0.01), True, False),
     ]
+
+
+def _heaped(points: np.ndarray, height: float) -> np.ndarray:
+    """The cloth pushed up in the middle into a mound `height` (× L) tall, corners left where
+    they are: what gathering a folded towel into a heap does."""
+    out = points.copy()
+    centre = out[:, :2].mean(axis=0)
+    radius = np.linalg.norm(out[:, :2] - centre, axis=1)
+    out[:, 2] += height * SIDE * np.clip(1 - radius / radius.max(), 0, 1) ** 2
+    return out
+
+
+def _accordion(points: np.ndarray, panels: int) -> np.ndarray:
+    """The half-folded strip zig-zagged into `panels` panels along x: both ends meet, as in a
+    fold, but the footprint is a small stack of many layers."""
+    out = points.copy()
+    u = (points[:, 0] + SIDE / 2) / SIDE * panels  # 0..panels along the strip
+    panel = np.minimum(np.floor(u), panels - 1)
+    within = u - panel
+    out[:, 0] = (np.where(panel % 2 == 0, within, 1 - within) - 0.5) * SIDE / panels
+    out[:, 2] = points[:, 2] + panel * 2 * LAYER
+    return out
+
+
+def test_a_heap_with_its_corners_together_is_no_second_fold():
+    """The review's case: a half fold gathered into a heap, corners together. The old rule
+    (corners, hull ≤ 0.35, layers ≥ 3) gave it the point; the structure bounds do not."""
+    half = fold_half(flat_towel(), 1)
+    quarter = fold_half(half, 0)
+    heap = shape_of(_heaped(quarter, 0.45))
+    accordion = shape_of(_accordion(half, 4))
+    for name, shape in (("heap", heap), ("accordion", accordion)):
+        old_rule = shape.max_corner_gap <= 0.25 and shape.hull <= 0.35 and shape.layers >= 3
+        assert old_rule, f"the {name} must be one the old rule passed"
+        assert not second_fold(shape), name  # and so no neat point either: it needs the second fold
+    assert heap.height > towel_fold.SECOND_FOLD["height"]
+    assert accordion.hull < towel_fold.SECOND_FOLD["hull"][0] and accordion.layers > towel_fold.SECOND_FOLD["layers"][1]
+    assert second_fold(shape_of(_heaped(quarter, 0.10)))  # a quarter fold with a bulge is still one
 
 
 def test_first_fold_near_each_of_its_thresholds():
@@ -161,7 +208,7 @@ def test_first_fold_near_each_of_its_thresholds():
 
 
 def test_second_fold_and_neat_near_each_of_their_thresholds():
-    """As above for SECOND_FOLD and NEAT (checked the same way: each of their 12 moves fails a case)."""
+    """As above for SECOND_FOLD and NEAT (checked the same way: each of their moves fails a case)."""
     quarter = shape_of(fold_half(fold_half(flat_towel(), 1), 0))
     assert quarter.hull < towel_fold.NEAT["hull"][1] - 0.01 and quarter.rectangularity > 0.95
     for name, shape, second, tidy in _quarter_fold_variants():
