@@ -187,5 +187,6 @@ class RobosuiteEnv(CameraEnv):
                 if observable.modality in modalities and observable.is_enabled() and name in suite_obs]
 
     def _info(self) -> dict:
-        return {"stages": {"success": self.success}, "points": self.points,
-                "max_points": self.task.max_points, "is_success": self.success}
+        return {"stages": {"success": self.success}, "stage_points": {"success": float(self.points)},
+                "points": self.points, "max_points": self.task.max_points, "is_success": self.success,
+                "sim_seconds": float(self.data.time)}

@@ -101,8 +101,10 @@ class TaskEnv(CameraEnv):
     def _info(self) -> dict:
         return {
             "stages": dict(self.stages),
+            "stage_points": {s.name: (s.points if self.stages.get(s.name) else 0.0) for s in self.task.stages},
             "points": self.points,
             "max_points": self.task.max_points,
             "is_success": self.points >= self.task.max_points,
+            "sim_seconds": float(self.data.time),
         }
 

@@ -115,11 +115,13 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
     execute = execute_steps or getattr(policy, "execute_steps", None)
     action_dim = env.action_space.shape[0]
     base = env.unwrapped
+    wrapped = env is not base  # a gymnasium wrapper sees every step, so the loop never bypasses it
+    control_hz = float(env.metadata["render_fps"])
     guided = realtime is not None and realtime.mode == "rtc"
 
     def play(action, observe: bool):
         nonlocal obs, info, steps
-        if observe or frames is not None:
+        if observe or frames is not None or wrapped:
             obs, _, terminated, truncated, info = env.step(action)
             _keep_frame(frames, obs)
         else:
@@ -148,7 +150,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
             chunk = check_chunk(raw, action_dim)
             waiting, start = [], 0
             if realtime:
-                delay = delay_steps(latency(elapsed_ms), base.robot.control_hz)
+                delay = delay_steps(latency(elapsed_ms), control_hz)
                 waiting, start = while_thinking(leftover, held, delay), realtime.first_fresh_row(delay, len(chunk))
             run = chunk[start:start + (execute or len(chunk))]
             leftover, held = chunk[start + len(run):], run[-1]
@@ -161,17 +163,18 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
     except Exception as exc:  # noqa: BLE001 - any failure becomes this episode's error record
         error = f"{type(exc).__name__}: {exc}".strip()[:2000]
 
+    # what the episode earned comes from the env's info (so a wrapper's view is respected)
     if error:
         success, points, stages = False, 0.0, {}
     else:
-        success, points = bool(info["is_success"]), float(info["points"])
-        stages = {s.name: (s.points if info["stages"].get(s.name) else 0.0) for s in base.task.stages}
+        success, points, stages = bool(info["is_success"]), float(info["points"]), dict(info["stage_points"])
+    max_points = float(info["max_points"]) if info else float(base.task.max_points)  # no info: reset failed
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     return EpisodeRecord(
         task=task, policy=policy_name, seed=seed, episode=episode, episode_seed=ep_seed,
-        success=success, score=points / base.task.max_points, points=points,
-        max_points=base.task.max_points, stages=json.dumps(stages), steps=steps,
-        sim_seconds=float(base.data.time), wall_seconds=time.perf_counter() - started,
+        success=success, score=points / max_points, points=points,
+        max_points=max_points, stages=json.dumps(stages), steps=steps,
+        sim_seconds=float(info.get("sim_seconds", 0.0)), wall_seconds=time.perf_counter() - started,
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
         error=error, delay_steps=waited, final_state_sha=base.state_sha(), call_latencies_ms=latencies,
     )

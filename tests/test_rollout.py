@@ -119,3 +119,35 @@ def test_a_worker_that_cannot_build_its_policy_reports_the_real_error():
 
     with pytest.raises(UserError, match="unknown policy 'nope'"):
         run_episodes(_job("nope"), range(2), 2, lambda record: None)
+
+
+def test_a_wrapped_env_runs_through_the_loop_and_sees_every_step():
+    """A gymnasium wrapper is respected: every control step goes through it (the loop never
+    takes its no-render shortcut past a wrapper), and points, stages and time come from the
+    `info` it returns. An observation-counting wrapper leaves the episode bit for bit as it was."""
+    import gymnasium
+
+    from pi0bench.envs.task_env import TaskEnv
+
+    class Counting(gymnasium.Wrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.steps = 0
+
+        def step(self, action):
+            self.steps += 1
+            return self.env.step(action)
+
+    plain = TaskEnv("drawer_tidy", cameras=())
+    wrapped = Counting(TaskEnv("drawer_tidy", cameras=()))
+    for env in (plain, wrapped):
+        env.unwrapped.max_steps = 150
+    records = [run_episode(env, registry.make_policy("scripted", env.unwrapped), task="drawer_tidy",
+                           policy_name="scripted", seed=0, episode=1) for env in (plain, wrapped)]
+    assert wrapped.steps == records[1].steps == 150
+    a, b = records[0].to_dict(), records[1].to_dict()
+    for timing in ("wall_seconds", "latency_mean_ms", "latency_p95_ms", "call_latencies_ms"):
+        a.pop(timing), b.pop(timing)
+    assert a == b and a["points"] > 0
+    plain.close()
+    wrapped.close()
