@@ -19,7 +19,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from pi0bench.errors import UserError
-from pi0bench.registry import recipe_class
 
 def save(directory: Path, config: dict, weights: dict[str, torch.Tensor],
          train_state: tuple[dict[str, torch.Tensor], dict] | None = None,
@@ -70,10 +69,14 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
-def load_policy_model(directory: Path):
-    """(recipe, model in eval mode, config dict) from a checkpoint directory."""
+def load_policy_model(directory: Path, recipe_class):
+    """(recipe, model in eval mode, config dict) from a checkpoint of the family whose recipe
+    class (policies/base.py `Recipe`) the caller hands in; a checkpoint of another family is
+    one clear error."""
     config = read_config(directory)
-    recipe = recipe_class(config.get("policy", "?")).from_dict(config["model"], Path(directory))
+    if config.get("policy") != recipe_class.name:
+        raise UserError(f"{directory} is a {config.get('policy')!r} checkpoint, not a {recipe_class.name!r} one")
+    recipe = recipe_class.from_dict(config["model"], Path(directory))
     model = recipe.build()
     load_weights(model, Path(directory) / "model.safetensors")
     return recipe, model.eval(), config
@@ -114,14 +117,13 @@ def require(path: Path, policy: str) -> None:
                         "or pass --checkpoint DIR")
 
 
-def load_for_env(directory: Path, env, policy: str):
+def load_for_env(directory: Path, env, recipe_class):
     """(recipe, model, normalizer, metadata) of a checkpoint that must drive `env`'s robot:
     a checkpoint of another policy, or trained on another robot, is one clear error."""
     from pi0bench.normalize import Normalizer
 
-    recipe, model, config = load_policy_model(directory)
-    if config.get("policy") != policy:
-        raise UserError(f"{directory} is a {config.get('policy')!r} checkpoint, not a {policy!r} one")
+    recipe, model, config = load_policy_model(directory, recipe_class)
+    policy = recipe_class.name
     robot = env.robot.name
     if robot not in config["normalizers"]:
         raise UserError(f"checkpoint {directory} was trained on {', '.join(config['normalizers']) or 'no robot'}, "

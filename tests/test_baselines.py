@@ -14,6 +14,7 @@ from pi0bench.policies.act.model import ActModel
 from pi0bench.policies.act.policy import TemporalEnsembler
 from pi0bench.policies.dp.config import DP, DP_SMALL
 from pi0bench.policies.dp.model import DpModel, noise_schedulers
+from pi0bench.registry import recipe_class
 
 DIMS = dict(state_dim=8, action_dim=8, cameras=2)  # the synthetic franka dataset's
 TINY_ACT = replace(ACT_SMALL, name="tiny-act", chunk=8, dim=16, heads=2, ff=32, encoder_layers=1,
@@ -164,10 +165,10 @@ def test_checkpoint_round_trips(tmp_path):
 
     torch.manual_seed(0)
     act, dp = ActModel(TINY_ACT).eval(), DpModel(TINY_DP).eval()
-    _, loaded, _ = load_policy_model(_checkpoint(tmp_path, "act", TINY_ACT, act))
+    _, loaded, _ = load_policy_model(_checkpoint(tmp_path, "act", TINY_ACT, act), recipe_class("act"))
     batch = act_batch()
     torch.testing.assert_close(loaded.predict(batch["images"], batch["state"]), act.predict(batch["images"], batch["state"]))
-    _, loaded, _ = load_policy_model(_checkpoint(tmp_path, "dp", TINY_DP, dp))
+    _, loaded, _ = load_policy_model(_checkpoint(tmp_path, "dp", TINY_DP, dp), recipe_class("dp"))
     batch, noise = dp_batch(), torch.randn(4, TINY_DP.horizon, 8)
     torch.testing.assert_close(loaded.sample(batch["images"], batch["state"], noise),
                                dp.sample(batch["images"], batch["state"], noise))

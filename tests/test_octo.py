@@ -14,6 +14,7 @@ from test_pi0 import synthetic_dataset
 from pi0bench.errors import UserError
 from pi0bench.policies.octo.config import OCTO_SMALL, OCTO_TINY
 from pi0bench.policies.octo.model import OBSERVATION, READOUT, TASK, OctoModel, noise_scheduler
+from pi0bench.registry import recipe_class
 
 TINY = replace(OCTO_TINY, name="tiny", width=32, depth=2, heads=2, mlp=64, image_sizes=(16, 16, 16),
                stem_features=(8, 8), patch_features=16, max_prompt_tokens=12, text_width=16, text_depth=1,
@@ -207,7 +208,7 @@ def test_checkpoint_round_trip(tmp_path, model):
 
     config = {"policy": "octo", "model": TINY.to_dict(), "normalizers": {}, "step": 0}
     checkpoint.save(tmp_path / "ckpt", config, model.state_dict())
-    _, loaded, read = checkpoint.load_policy_model(tmp_path / "ckpt")
+    _, loaded, read = checkpoint.load_policy_model(tmp_path / "ckpt", recipe_class("octo"))
     assert read["model"]["image_sizes"] == [16, 16, 16]
     batch, noise = make_batch(), torch.randn(2, TINY.horizon, TINY.action_dim)
     mask = torch.ones(2, TINY.action_dim, dtype=torch.bool)

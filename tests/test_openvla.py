@@ -18,6 +18,7 @@ from pi0bench.policies.openvla.config import OFT, OPENVLA_7B, OPENVLA_SMALL, Tow
 from pi0bench.policies.openvla.inputs import ACTION, IMAGE, PROPRIO, left_pad, sequence
 from pi0bench.policies.openvla.model import OpenVlaModel
 from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe
+from pi0bench.registry import recipe_class
 
 TINY = replace(OPENVLA_SMALL, name="tiny-openvla", image_size=16, patch_size=8,
                siglip=TowerConfig(width=16, mlp=32, layers=1, heads=2), dino=TowerConfig(width=16, mlp=32, layers=1, heads=2),
@@ -206,7 +207,7 @@ def test_checkpoints_round_trip(tmp_path):
 
     for policy, config in (("openvla", TINY), ("openvla-oft", TINY_OFT)):
         path = save_checkpoint(tmp_path, policy, config)
-        recipe, loaded, _ = load_policy_model(path)
+        recipe, loaded, _ = load_policy_model(path, recipe_class(policy))
         torch.manual_seed(0)
         original = OpenVlaModel(config).eval()
         assert recipe.config == config

@@ -11,6 +11,7 @@ import torch
 from pi0bench.errors import UserError
 from pi0bench.policies.pi0.config import PI0, PI0_SMALL, VisionConfig
 from pi0bench.policies.pi0.model import Pi0Model
+from pi0bench.registry import recipe_class
 
 TINY = replace(PI0_SMALL, name="tiny", width=32, depth=2, mlp=64, heads=2, head_dim=16, expert_width=16,
                expert_mlp=32, horizon=8, max_prompt_tokens=8,
@@ -113,7 +114,7 @@ def test_checkpoint_round_trip_and_one_line_key_errors(model, tmp_path):
 
     config = {"policy": "pi0", "model": TINY.to_dict(), "normalizers": {}, "step": 0}
     checkpoint.save(tmp_path / "ckpt", config, model.state_dict())
-    _, loaded, read = checkpoint.load_policy_model(tmp_path / "ckpt")
+    _, loaded, read = checkpoint.load_policy_model(tmp_path / "ckpt", recipe_class("pi0"))
     assert read["model"]["name"] == "tiny"
     batch = make_batch()
     noise = torch.randn(2, TINY.horizon, 32)
@@ -123,13 +124,13 @@ def test_checkpoint_round_trip_and_one_line_key_errors(model, tmp_path):
     missing = {k: v for k, v in weights.items() if k != "action_out_proj.weight"}
     checkpoint.save(tmp_path / "bad", config, missing)
     with pytest.raises(UserError, match="missing key 'action_out_proj.weight'"):
-        checkpoint.load_policy_model(tmp_path / "bad")
+        checkpoint.load_policy_model(tmp_path / "bad", recipe_class("pi0"))
     checkpoint.save(tmp_path / "bad", config, dict(weights, extra=torch.zeros(1)))
     with pytest.raises(UserError, match="unexpected key 'extra'"):
-        checkpoint.load_policy_model(tmp_path / "bad")
+        checkpoint.load_policy_model(tmp_path / "bad", recipe_class("pi0"))
     (tmp_path / "bad" / "config.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
-        checkpoint.load_policy_model(tmp_path / "bad")
+        checkpoint.load_policy_model(tmp_path / "bad", recipe_class("pi0"))
 
 
 def synthetic_dataset(root, episodes=3, length=30):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from pi0bench import registry
 from pi0bench.registry import make_policy
 from pi0bench.rollout import run_episode
 
@@ -34,3 +35,16 @@ def test_scripted_expert_reaches_90_percent_over_50_seeds(drawer_env):
                     episode=i).success
         for i in range(50))
     assert successes >= 45
+
+
+@pytest.mark.parametrize("policy", sorted(registry.RECIPES))
+def test_every_trainable_family_implements_the_recipe_contract(policy):
+    """The members training and checkpoint loading use (policies/base.py `Recipe`), on the
+    class and on a recipe built from its default config."""
+    from pi0bench.policies.base import Recipe
+
+    cls = registry.recipe_class(policy)
+    recipe = cls.from_name(cls.default_config)
+    assert isinstance(recipe, Recipe) and recipe.name == policy
+    assert recipe.history >= 1 and recipe.chunk >= 1 and recipe.default_lr > 0
+    assert cls.from_dict(recipe.config_dict()).config == recipe.config

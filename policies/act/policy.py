@@ -11,6 +11,7 @@ import torch
 
 from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.visuomotor import per_task_checkpoint
+from pi0bench.policies.act.recipe import ActRecipe
 
 
 class TemporalEnsembler:
@@ -41,7 +42,7 @@ class TemporalEnsembler:
 
 class ActPolicy:
     def __init__(self, env, checkpoint: Path, temporal_ensemble: float | None = None):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, "act")
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, ActRecipe)
         self.ensembler = TemporalEnsembler(float(temporal_ensemble)) if temporal_ensemble else None
         self.execute_steps = 1 if self.ensembler else self.recipe.config.chunk
         self.metadata["temporal_ensemble"] = temporal_ensemble

@@ -14,11 +14,12 @@ import torch
 from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.replanning import ReplanningPolicy
 from pi0bench.policies.visuomotor import per_task_checkpoint
+from pi0bench.policies.dp.recipe import DpRecipe
 
 
 class DpPolicy(ReplanningPolicy):
     def __init__(self, env, checkpoint: Path, inference_steps: int | None = None):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, "dp")
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, DpRecipe)
         cfg = self.recipe.config
         super().__init__(window=cfg.obs_steps)
         self.inference_steps = int(inference_steps or cfg.inference_steps)

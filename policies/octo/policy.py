@@ -16,12 +16,13 @@ import torch
 from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.errors import UserError
 from pi0bench.policies.replanning import ReplanningPolicy
+from pi0bench.policies.octo.recipe import OctoRecipe
 
 
 
 class OctoPolicy(ReplanningPolicy):
     def __init__(self, env, checkpoint: Path):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, "octo")
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, OctoRecipe)
         cfg = self.recipe.config
         if len(env.cameras) > len(cfg.image_sizes):
             raise UserError(f"{cfg.name} reads at most {len(cfg.image_sizes)} cameras, the env gives "

@@ -18,13 +18,13 @@ from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.openvla.action_tokenizer import from_unit
 from pi0bench.policies.openvla.config import AUTOREGRESSIVE
 from pi0bench.policies.openvla.inputs import camera_for
-from pi0bench.policies.openvla.recipe import action_tokenizer, percentiles
+from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe, action_tokenizer, percentiles
 
 
 
 class OpenVlaPolicy:
     def __init__(self, env, checkpoint: Path, policy: str):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, policy)
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, OpenVlaOftRecipe if policy == "openvla-oft" else OpenVlaRecipe)
         self.robot, self.action_dim = env.robot.name, env.robot.action_dim
         camera_for(self.robot)
         config = self.recipe.config

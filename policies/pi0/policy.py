@@ -11,6 +11,7 @@ import torch
 from pi0bench.checkpoint import load_for_env, resolve
 from pi0bench.policies.pi0.inputs import example
 from pi0bench.policies.pi0.model import Guidance
+from pi0bench.policies.pi0.recipe import Pi0Recipe
 
 FLOW_STEPS = 10
 
@@ -34,7 +35,7 @@ class Pi0Policy:
     guided to continue the chunk still being executed; `rtc_max_guidance` is its clip β."""
 
     def __init__(self, env, checkpoint: Path, rtc_max_guidance: float = 5.0):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, "pi0")
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, Pi0Recipe)
         self.action_dim = env.robot.action_dim
         self.execute_steps = 25 if env.robot.control_hz >= 50 else 16
         self.rtc_max_guidance = float(rtc_max_guidance)
