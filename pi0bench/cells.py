@@ -12,7 +12,7 @@ import pandas as pd
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig
-from pi0bench.store import RunStore
+from pi0bench.store import RunStore, atomic_write_text
 
 # fields stored as lists in JSON and as tuples in the config
 _TUPLES = ("cameras", "latencies_ms", "modes", "axes", "levels")
@@ -40,6 +40,17 @@ class CellRun:
                           workers=self.workers, out=Path(self.out) / "cells" / name, image_size=self.image_size,
                           cameras=self.cameras, timeout_s=self.timeout_s, checkpoint=self.checkpoint,
                           policy_args=self.policy_args, backend=self.backend, address=self.address, **cell)
+
+    def validate(self) -> None:
+        """Subclasses check their own options and every cell's eval config."""
+
+    def start(self, config_file: str) -> Path:
+        """Validate, create the directory and record the config there; returns the directory."""
+        self.validate()
+        out = Path(self.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / config_file, json.dumps(self.to_dict(), indent=2))
+        return out
 
     def to_dict(self) -> dict:
         """What the config file records (not `out`: the directory is read where it lies, so it

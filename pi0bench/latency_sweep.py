@@ -76,10 +76,7 @@ def not_applicable(config: SweepConfig) -> dict[str, str]:
 def latency_sweep(config: SweepConfig, console: Console | None = None) -> dict:
     """Run every missing episode of every cell, then write summary.csv/json, the plot and the report."""
     console = console or Console(stderr=True)
-    config.validate()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+    out = config.start(CONFIG_FILE)
     skipped = not_applicable(config)
     for mode, reason in skipped.items():
         console.print(f"[yellow]{mode}: n/a[/] ({reason})")

@@ -57,10 +57,7 @@ class RobustnessConfig(CellRun):
 def robustness(config: RobustnessConfig, console: Console | None = None) -> dict:
     """Run every missing episode of every cell, then write the summary, plots and report."""
     console = console or Console(stderr=True)
-    config.validate()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+    out = config.start(CONFIG_FILE)
     for axis, level, cell in config.cells():
         console.print(f"[bold]{axis}{f' level {level}' if level else ''}[/]")
         evaluate(cell, console=console)
