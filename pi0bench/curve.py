@@ -118,6 +118,7 @@ def plot_curve(rows: pd.DataFrame, path: Path, title: str) -> None:
             (drawn,) = ax.plot(part["step"], part[value], style, label=f"{split} states")
             ax.fill_between(part["step"], part[lo], part[hi], color=drawn.get_color(), alpha=0.2)
     for ax, label in zip(axes, ("success rate (95 % Wilson CI)", "mean score (95 % bootstrap CI)")):
+        ax.xaxis.set_major_formatter(lambda value, _: f"{value / 1000:g}k")  # no run-together tick labels
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.set_ylim(-0.02, 1.02)
