@@ -53,7 +53,7 @@ regress: $(STAMP)
 	MUJOCO_GL=egl $(VENV)/bin/pi0bench regress --workers 2
 
 test: $(STAMP) $(OPENPI_STAMP)
-	MUJOCO_GL=egl $(PY) -m pytest
+	MUJOCO_GL=egl $(PY) -m pytest --durations=15
 
 # The comparison page in headless Chromium, installed from the system's packages if missing.
 test-browser: $(STAMP)

@@ -36,6 +36,7 @@ def test_an_explicit_checkpoint_must_exist(tmp_path):
         checkpoint.resolve(tmp_path / "nowhere", "act-small-drawer_tidy", "act")
 
 
+@pytest.mark.slow  # a pip install: in `make test-slow` and .ci/run, not the default suite
 def test_a_non_editable_install_finds_its_checkpoints_through_the_variable(tmp_path):
     """`pip install .` (not editable) into a fresh venv that borrows this venv's dependencies:
     with no checkout beside the installed package it says where it looked; with

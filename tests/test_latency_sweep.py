@@ -60,6 +60,7 @@ def test_bad_sweep_settings_are_one_line_errors(tmp_path):
     assert bad.returncode == 2 and "comma-separated numbers" in bad.stderr
 
 
+@pytest.mark.slow  # 15 episodes in subprocesses: in `make test-slow` and .ci/run
 def test_a_sweep_resumes_after_kill_9_keeping_every_finished_episode(tmp_path):
     out = tmp_path / "sweep"
     args = ["latency-sweep", "--policy", "random", "--task", "drawer_tidy", "--latency-ms", "0,100,200",
