@@ -12,6 +12,7 @@ import pandas as pd
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig
+from pi0bench.stats import summarize_cell
 from pi0bench.store import RunStore, atomic_write_text
 
 # fields stored as lists in JSON and as tuples in the config
@@ -75,9 +76,21 @@ class CellRun:
         return cls(**{**values, "out": Path(out)}), raw
 
 
-def load_cell(cell: EvalConfig, episodes: int) -> pd.DataFrame | None:
-    """A cell's first `episodes` episodes in index order, or None before it has any."""
-    if not (Path(cell.out) / "episodes").is_dir():
-        return None
-    frame = RunStore(cell.out).load()
-    return frame[frame["episode"] < episodes].sort_values("episode")
+def load_cells(run: CellRun) -> dict[tuple, pd.DataFrame]:
+    """(first two fields of each `run.cells()` entry) -> that cell's first `run.episodes`
+    episodes in index order, for the cells that have any on disk."""
+    loaded = {}
+    for *key, cell in run.cells():
+        if (Path(cell.out) / "episodes").is_dir():
+            frame = RunStore(cell.out).load()
+            loaded[tuple(key)] = frame[frame["episode"] < run.episodes].sort_values("episode")
+    return loaded
+
+
+def outcome_columns(episodes: pd.DataFrame) -> dict:
+    """A cell's success and score with their intervals as flat columns (summary.csv rows)."""
+    cell = summarize_cell(episodes)
+    return {"episodes": cell["episodes"], "success_rate": cell["success_rate"],
+            "success_ci_low": cell["success_ci"][0], "success_ci_high": cell["success_ci"][1],
+            "mean_score": cell["mean_score"], "score_ci_low": cell["score_ci"][0],
+            "score_ci_high": cell["score_ci"][1], "errors": cell["errors"]}

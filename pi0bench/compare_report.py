@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from pi0bench.compare_store import cell_dir, load_comparison
-from pi0bench.paired import paired_comparison
+from pi0bench.paired import add_holm, paired_episodes
 from pi0bench.plots import MIN_FONT_PT, figure, figure_png, legend_outside
 from pi0bench.report import Section, Shaded, Strong, render_html, render_markdown, summary_csv
-from pi0bench.stats import holm, outcomes, summarize
+from pi0bench.stats import summarize
 from pi0bench.store import atomic_write_bytes, episode_stem
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
@@ -31,18 +31,11 @@ def pairwise(episodes: pd.DataFrame, policies: list[str], tasks: list[str]) -> l
     rows = []
     for task in tasks:
         for a, b in itertools.combinations(policies, 2):
-            ea = episodes[(episodes.policy == a) & (episodes.task == task)].set_index("episode")
-            eb = episodes[(episodes.policy == b) & (episodes.task == task)].set_index("episode")
-            shared = ea.index.intersection(eb.index)
-            if ea.empty or eb.empty or len(shared) == 0:
+            ea, eb = (episodes[(episodes.policy == p) & (episodes.task == task)] for p in (a, b))
+            if not set(ea["episode"]) & set(eb["episode"]):
                 continue
-            _, success_a, score_a = outcomes(ea.loc[shared])
-            _, success_b, score_b = outcomes(eb.loc[shared])
-            rows.append({"task": task, "a": a, "b": b, **paired_comparison(success_a, success_b, score_a, score_b)})
-    for test in ("success", "score"):  # each test's family: every pair on every task
-        for row, adjusted in zip(rows, holm([r[test]["p_value"] for r in rows])):
-            row[test]["p_holm"] = adjusted
-    return rows
+            rows.append({"task": task, "a": a, "b": b, **paired_episodes(ea, eb)})
+    return add_holm(rows)  # each test's family: every pair on every task
 
 
 def aggregate(cells: list[dict], policies: list[str], tasks: list[str]) -> list[dict]:
@@ -84,7 +77,7 @@ def _cell_text(cell: dict, best: bool) -> tuple[str, str]:
 SIGNIFICANCE = 0.05  # on the Holm-adjusted p of the sign test on scores
 
 
-def pair_matrix(pairs: list[dict], policies: list[str], task: str) -> dict[tuple[str, str], dict]:
+def pair_matrix(pairs: list[dict], task: str) -> dict[tuple[str, str], dict]:
     """(row, column) -> the paired score difference row − column on `task`, its CI and the
     Holm-adjusted sign-test p; each pair appears both ways (negated and mirrored)."""
     matrix = {}
@@ -118,7 +111,7 @@ def _matrix_sections(config: dict, pairs: list[dict]) -> list[Section]:
         present = [p for p in config["policies"] if any(task == q["task"] and p in (q["a"], q["b"]) for q in pairs)]
         if len(present) < 2:
             continue
-        matrix = pair_matrix(pairs, present, task)
+        matrix = pair_matrix(pairs, task)
         sections.append(Section(
             f"Who beats whom on {task}: mean score of the row minus the column",
             note="Paired on the same initial states, 95 % bootstrap CI; * = sign test significant at 0.05 after "

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from pi0bench.cells import CellRun, load_cell
+from pi0bench.cells import CellRun, load_cells, outcome_columns
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import add_holm, paired_episodes
@@ -25,7 +25,7 @@ from pi0bench.plots import figure, figure_png, legend_outside
 from pi0bench.realtime import MODES, Realtime
 from pi0bench.registry import rtc_unfit_reason
 from pi0bench.report import Section, render_html, render_markdown
-from pi0bench.stats import outcomes, summarize_cell
+from pi0bench.stats import outcomes
 from pi0bench.store import atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "sweep.json"
@@ -86,23 +86,15 @@ def latency_sweep(config: SweepConfig, console: Console | None = None) -> dict:
     return write_sweep(out)
 
 
-def _load_cells(config: SweepConfig) -> dict[tuple[str, float], pd.DataFrame]:
-    """(mode, latency) -> that cell's episodes, for the cells on disk."""
-    loaded = {(mode, latency): load_cell(cell, config.episodes) for mode, latency, cell in config.cells()}
-    return {key: frame for key, frame in loaded.items() if frame is not None}
-
-
 def _row(mode: str, latency: float, episodes: pd.DataFrame) -> dict:
-    cell = summarize_cell(episodes)
     _, success, _ = outcomes(episodes)
     task_time = episodes["sim_seconds"].to_numpy(float)[success]
-    return {"mode": mode, "latency_ms": latency, "episodes": cell["episodes"],
-            "success_rate": cell["success_rate"], "success_ci_low": cell["success_ci"][0],
-            "success_ci_high": cell["success_ci"][1], "mean_score": cell["mean_score"],
-            "score_ci_low": cell["score_ci"][0], "score_ci_high": cell["score_ci"][1],
+    columns = outcome_columns(episodes)
+    errors = columns.pop("errors")
+    return {"mode": mode, "latency_ms": latency, **columns,
             "mean_success_seconds": float(task_time.mean()) if len(task_time) else float("nan"),
             "waiting_share": float((episodes["delay_steps"] / episodes["steps"].clip(lower=1)).mean()),
-            "errors": cell["errors"]}
+            "errors": errors}
 
 
 def _paired_rows(cells: dict[tuple[str, float], pd.DataFrame]) -> list[dict]:
@@ -117,7 +109,7 @@ def write_sweep(out: Path) -> dict:
     """summary.csv, summary.json, latency_sweep.png, report.md and report.html of a sweep directory."""
     out = Path(out)
     config, raw = SweepConfig.read(out, CONFIG_FILE, "latency-sweep")
-    cells = _load_cells(config)
+    cells = load_cells(config)
     rows = [_row(mode, latency, episodes) for (mode, latency), episodes in cells.items()]
     paired = _paired_rows(cells)
     summary = {"config": raw, "cells": rows, "paired_vs_naive": paired, "not_applicable": not_applicable(config)}

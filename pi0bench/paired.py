@@ -46,10 +46,15 @@ def paired_comparison(a_success, b_success, a_score, b_score) -> dict:
             "score_difference_ci": list(bootstrap_mean_ci(diff)) if len(diff) else [0.0, 0.0]}
 
 
+def shared_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The episodes both cells played, each cell's rows in episode order (so row i pairs up)."""
+    both = sorted(set(a["episode"]) & set(b["episode"]))
+    return tuple(frame.set_index("episode").loc[both].reset_index() for frame in (a, b))
+
+
 def paired_episodes(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     """`paired_comparison` of two cells on the episodes both played (matched by index)."""
-    both = sorted(set(a["episode"]) & set(b["episode"]))
-    a, b = (frame.set_index("episode").loc[both].reset_index() for frame in (a, b))
+    a, b = shared_episodes(a, b)
     _, a_success, a_score = outcomes(a)
     _, b_success, b_score = outcomes(b)
     return paired_comparison(a_success, b_success, a_score, b_score)

@@ -18,7 +18,7 @@ import pandas as pd
 from rich.table import Table
 
 from pi0bench.plots import figure, figure_png, legend_outside
-from pi0bench.stats import outcomes, summarize, summarize_cell
+from pi0bench.stats import summarize, summarize_cell
 from pi0bench.store import atomic_write_bytes
 
 _MAX_LISTED_ERRORS = 20
@@ -260,8 +260,7 @@ def _plot_stages(ax, cells: list[dict[str, Any]]) -> None:
         ax.bar(x - 0.4 + width * (i + 0.5), rates, width, label=_label(cell))
     ax.set_xticks(x, stages, rotation=20, ha="right")
     ax.set_ylabel("fraction of episodes")
-    # Below the axes: bars reach 1.0, so any spot inside could hide one.
-    legend_outside(ax)
+    legend_outside(ax)  # right of the axes: bars reach 1.0, so any spot inside could hide one
 
 
 def _plot_png(cells: list[dict[str, Any]]) -> bytes:
@@ -275,23 +274,19 @@ def _plot_png(cells: list[dict[str, Any]]) -> bytes:
 def latency_effect(run_dir: Path, episodes: pd.DataFrame) -> dict | None:
     """A real-time run against its baseline/ (the same episodes without latency), paired by
     episode index; None until both have episodes in common."""
-    from pi0bench.paired import paired_comparison
+    from pi0bench.paired import paired_episodes, shared_episodes
     from pi0bench.store import RunStore
 
     baseline_dir = Path(run_dir) / "baseline"
     baseline = RunStore(baseline_dir).load() if (baseline_dir / "episodes").is_dir() else pd.DataFrame()
     if baseline.empty or episodes.empty:
         return None
-    both = sorted(set(baseline["episode"]) & set(episodes["episode"]))
-    if not both:
+    late, plain = shared_episodes(episodes, baseline)
+    if late.empty:
         return None
-    late = episodes.set_index("episode").loc[both].reset_index()
-    plain = baseline.set_index("episode").loc[both].reset_index()
-    _, late_success, late_score = outcomes(late)
-    _, plain_success, plain_score = outcomes(plain)
-    return {"episodes": len(both), "without_latency": summarize_cell(plain), "with_latency": summarize_cell(late),
+    return {"episodes": len(late), "without_latency": summarize_cell(plain), "with_latency": summarize_cell(late),
             "waiting_fraction": float((late["delay_steps"] / late["steps"].clip(lower=1)).mean()),
-            "paired": paired_comparison(late_success, plain_success, late_score, plain_score)}
+            "paired": paired_episodes(late, plain)}
 
 
 def _latency_section(effect: dict, realtime: dict) -> Section:
@@ -334,8 +329,7 @@ def write_report(run_dir: Path, run_config: dict, episodes: pd.DataFrame) -> dic
         sections.insert(2, _latency_section(effect, run_config["realtime"]))
     png = _plot_png(cells)
     # default=str: configs may carry Paths and the like; the record should not fail on them.
-    atomic_write_bytes(run_dir / "summary.json",
-                 (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
     atomic_write_bytes(run_dir / "summary.csv", summary_csv(cells).encode())
     atomic_write_bytes(run_dir / "report.md", render_markdown(title, sections).encode())
     atomic_write_bytes(run_dir / "report.html", render_html(title, sections, {_PLOT_NAME: png}).encode())

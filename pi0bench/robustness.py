@@ -17,13 +17,12 @@ import pandas as pd
 from rich.console import Console
 
 from pi0bench.envs.perturb import AXES, LEVELS, Perturbation, check_perturbations
-from pi0bench.cells import CellRun, load_cell
+from pi0bench.cells import CellRun, load_cells, outcome_columns
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import add_holm, paired_episodes
 from pi0bench.plots import MIN_FONT_PT, figure, figure_png, legend_outside
 from pi0bench.report import Section, render_html, render_markdown
-from pi0bench.stats import summarize_cell
 from pi0bench.store import atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "robustness.json"
@@ -66,11 +65,7 @@ def robustness(config: RobustnessConfig, console: Console | None = None) -> dict
 
 
 def _row(axis: str, level: int, episodes: pd.DataFrame, paired: dict | None) -> dict:
-    cell = summarize_cell(episodes)
-    row = {"axis": axis, "level": level, "episodes": cell["episodes"], "success_rate": cell["success_rate"],
-           "success_ci_low": cell["success_ci"][0], "success_ci_high": cell["success_ci"][1],
-           "mean_score": cell["mean_score"], "score_ci_low": cell["score_ci"][0],
-           "score_ci_high": cell["score_ci"][1], "errors": cell["errors"]}
+    row = {"axis": axis, "level": level, **outcome_columns(episodes)}
     if paired:
         row.update(paired_episodes=paired["episodes"], score_difference=paired["score_difference"],
                    score_difference_ci_low=paired["score_difference_ci"][0],
@@ -84,8 +79,7 @@ def write_robustness(out: Path) -> dict:
     """summary.csv/json, robustness.png and report.md/html of a robustness directory."""
     out = Path(out)
     config, raw = RobustnessConfig.read(out, CONFIG_FILE, "robustness")
-    loaded = {(axis, level): load_cell(cell, config.episodes) for axis, level, cell in config.cells()}
-    cells = {key: frame for key, frame in loaded.items() if frame is not None}
+    cells = load_cells(config)
     clean = cells.get((CLEAN, 0))
     keys = [k for k in cells if k[0] != CLEAN]
     paired = add_holm([paired_episodes(cells[k], clean) for k in keys]) if clean is not None else []

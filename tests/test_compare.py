@@ -143,7 +143,7 @@ def test_the_pair_matrix_agrees_with_the_pairwise_results(comparison):
     from pi0bench.compare_report import pair_matrix
 
     config, summary = comparison
-    matrix = pair_matrix(summary["pairwise"], ["scripted", "hold"], "drawer_tidy")
+    matrix = pair_matrix(summary["pairwise"], "drawer_tidy")
     pair = summary["pairwise"][0]
     assert matrix[("scripted", "hold")]["difference"] == pair["score_difference"]
     assert matrix[("hold", "scripted")]["difference"] == -pair["score_difference"]
