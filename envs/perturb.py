@@ -136,7 +136,8 @@ class Perturber:
     """Applies a set of perturbations to one env: `edit_spec` before compiling (distractor
     bodies), `bind` after, then `before_reset`/`after_reset` around each reset and `observe`
     on each observation. Every model value it touches is restored to the original before the
-    next episode's is drawn, so episodes never compound."""
+    next episode's is drawn, so episodes never compound. With no perturbations every call is
+    a no-op (a clean env copies and restores nothing)."""
 
     def __init__(self, perturbations: tuple[Perturbation, ...], task):
         self.levels = {p.axis: p.level for p in check_perturbations(perturbations)}
@@ -149,9 +150,6 @@ class Perturber:
                             f"covers {', '.join(PARAPHRASES)}")
         if "distractors" in self.levels and not getattr(task, "clutter_regions", ()):
             raise UserError(f"task {task.name!r} declares no clutter regions for distractors")
-
-    def __bool__(self) -> bool:
-        return bool(self.levels)
 
     def level(self, axis: str) -> int | None:
         return self.levels.get(axis)
@@ -169,9 +167,12 @@ class Perturber:
             body.add_geom(name=f"distractor_{i}", type=mujoco.mjtGeom.mjGEOM_CYLINDER if i % 2 else mujoco.mjtGeom.mjGEOM_BOX,
                           size=[half, half, half], mass=0.05, rgba=[0.5, 0.5, 0.5, 1.0])
 
-    def bind(self, model: mujoco.MjModel, robot_bodies: set[int]) -> None:
-        """Keep the original values of everything an episode may change."""
-        self.robot_bodies = robot_bodies
+    def bind(self, model: mujoco.MjModel, robot) -> None:
+        """Keep the original values of everything an episode may change, and find which geoms,
+        bodies and dofs are the task's (not `robot`'s: bodies under its arms' roots)."""
+        if not self.levels:
+            return
+        robot_bodies = {int(model.body_rootid[model.site_bodyid[model.site(s).id]]) for s in robot.tcp_sites}
         for name in ("cam_pos", "cam_quat", "light_diffuse", "light_dir", "light_ambient", "light_castshadow",
                      "geom_rgba", "flex_rgba", "geom_friction", "body_mass", "body_inertia", "dof_damping",
                      "flex_friction", "flex_bending"):
@@ -194,11 +195,15 @@ class Perturber:
 
     # -- each episode --------------------------------------------------------------------
     def before_reset(self, model: mujoco.MjModel) -> None:
+        if not self.levels:
+            return
         self._restore(model)
         level = self.level("init")
         self.task.init_spread = RANGES["init"][level]["spread"] if level else 1.0
 
     def after_reset(self, model: mujoco.MjModel, data: mujoco.MjData, episode_seed: int) -> None:
+        if not self.levels:
+            return
         for axis, level in self.levels.items():
             apply = getattr(self, f"_apply_{axis}", None)
             if apply is not None:

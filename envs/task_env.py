@@ -37,9 +37,7 @@ class TaskEnv(CameraEnv):
         self.data = mujoco.MjData(self.model)
         self._check_model_cameras()
         self.robot.bind(self.model)
-        robot_roots = {int(self.model.body_rootid[self.model.site_bodyid[self.model.site(s).id]])
-                       for s in self.robot.tcp_sites}
-        self.perturber.bind(self.model, robot_roots)
+        self.perturber.bind(self.model, self.robot)
         self.substeps = round(1.0 / (self.robot.control_hz * PHYSICS_TIMESTEP))
         self.max_steps = round(self.task.episode_seconds * self.robot.control_hz)
         self.metadata = {**self.metadata, "render_fps": self.robot.control_hz}
@@ -58,8 +56,7 @@ class TaskEnv(CameraEnv):
         self.task.new_episode()
         self.robot.set_state(self.data, self.robot.home)
         self.task.reset(self.model, self.data, self.np_random)
-        if self.perturber:
-            self.perturber.after_reset(self.model, self.data, 0 if seed is None else seed)
+        self.perturber.after_reset(self.model, self.data, 0 if seed is None else seed)
         mujoco.mj_forward(self.model, self.data)
         self.steps = 0
         self.stages = self.task.evaluate(self.model, self.data)
@@ -96,7 +93,7 @@ class TaskEnv(CameraEnv):
             "state": self.robot.state(self.data),
             "prompt": self.task.instruction,
         }
-        return self.perturber.observe(obs) if self.perturber else obs
+        return self.perturber.observe(obs)
 
     def _info(self) -> dict:
         return {
