@@ -237,11 +237,13 @@ def sweep_table(summary: dict) -> Table:
     return table
 
 
-def _numbers(text: str, option: str) -> tuple[float, ...]:
+def _numbers(text: str, option: str, kind: type = float) -> tuple:
+    """'0,50,100' -> (0.0, 50.0, 100.0); with kind=int, '1.5' is an error, never truncated."""
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        return tuple(kind(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise UserError(f"{option} takes comma-separated numbers (got {text!r})") from None
+        noun = "whole numbers" if kind is int else "numbers"
+        raise UserError(f"{option} takes comma-separated {noun} (got {text!r})") from None
 
 
 @app.command("robustness")
@@ -269,7 +271,7 @@ def robustness_(
 
     chosen = AXES if axes.strip() == "all" else tuple(a.strip() for a in axes.split(",") if a.strip())
     config = RobustnessConfig(policy=policy, task=task, out=out_dir, axes=chosen,
-                              levels=tuple(int(x) for x in _numbers(levels, "--levels")), episodes=episodes,
+                              levels=_numbers(levels, "--levels", int), episodes=episodes,
                               seed=seed, workers=workers, image_size=image_size, cameras=_camera_list(cameras),
                               checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
                               timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)

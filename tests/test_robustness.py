@@ -233,6 +233,12 @@ def test_unknown_axes_and_levels_are_one_line_errors():
         assert "\n" not in str(caught.value)
     with pytest.raises(UserError, match="more than once"):
         TaskEnv("drawer_tidy", perturbations=(Perturbation("camera", 1), Perturbation("camera", 2)))
+    import subprocess
+    import sys
+
+    fractional = subprocess.run([sys.executable, "-m", "pi0bench.cli", "robustness", "--policy", "hold", "--task",
+                                 "drawer_tidy", "--levels", "1.5"], capture_output=True, text=True)
+    assert fractional.returncode == 2 and "whole numbers" in fractional.stderr  # never truncated to 1
     from pi0bench.evaluate import EvalConfig
 
     with pytest.raises(UserError, match="project's own tasks"):
