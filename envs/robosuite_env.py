@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from pi0bench.envs.camera_env import CameraEnv
+from pi0bench.envs.description import EnvDescription
 from pi0bench.errors import UserError
 
 
@@ -131,6 +132,12 @@ class RobosuiteEnv(CameraEnv):
         low, high = self.suite.action_spec
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self.observation_space = self._observation_space(state_dim)
+        self.description = EnvDescription(
+            task=task.name, robot=self.robot.name, action_dim=self.robot.action_dim, state_dim=state_dim,
+            control_hz=self.robot.control_hz, cameras=self.cameras, image_size=(self.height, self.width),
+            instruction=task.instruction, stages=tuple(s.name for s in task.stages), max_steps=self.max_steps,
+            action_low=tuple(float(v) for v in low), action_high=tuple(float(v) for v in high),
+            still_action=tuple(float(v) for v in self.robot.still_action), expert=False)
         self.metadata = {
             **self.metadata, "render_fps": self.robot.control_hz,
             "action": [part.to_dict() for part in self.robot.action_parts],

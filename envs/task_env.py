@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from pi0bench.envs.camera_env import CameraEnv
+from pi0bench.envs.description import describe_task
 from pi0bench.envs.perturb import Perturbation, Perturber
 
 PHYSICS_TIMESTEP = 0.002
@@ -45,6 +46,7 @@ class TaskEnv(CameraEnv):
         low, high = self.robot.action_bounds()
         self.action_space = spaces.Box(low, high, dtype=np.float32)
         self.observation_space = self._observation_space(self.robot.action_dim)
+        self.description = describe_task(self.task, self.cameras, (self.height, self.width))
         self.steps = 0
         self.stages: dict[str, bool] = {}
 

@@ -13,7 +13,7 @@ import pandas as pd
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig
 from pi0bench.stats import summarize_cell
-from pi0bench.store import RunStore, atomic_write_text
+from pi0bench.store import RunStore, atomic_write_text, cell_dir
 
 # fields stored as lists in JSON and as tuples in the config
 _TUPLES = ("cameras", "latencies_ms", "modes", "axes", "levels")
@@ -38,7 +38,7 @@ class CellRun:
     def eval_config(self, name: str, **cell: Any) -> EvalConfig:
         """The eval run of the cell OUT/cells/NAME, with this run's options and the cell's own."""
         return EvalConfig(policy=self.policy, task=self.task, episodes=self.episodes, seed=self.seed,
-                          workers=self.workers, out=Path(self.out) / "cells" / name, image_size=self.image_size,
+                          workers=self.workers, out=cell_dir(self.out, name), image_size=self.image_size,
                           cameras=self.cameras, timeout_s=self.timeout_s, checkpoint=self.checkpoint,
                           policy_args=self.policy_args, backend=self.backend, address=self.address, **cell)
 

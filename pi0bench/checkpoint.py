@@ -69,13 +69,26 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
-def load_policy_model(directory: Path, recipe_class):
+def check_fits(directory: Path, policy: str, robot: str) -> dict:
+    """The config of a checkpoint that must be `policy`'s and drive `robot`: a checkpoint of
+    another family, or trained on another robot, is one clear error. Reads config.json only."""
+    config = read_config(directory)
+    if config.get("policy") != policy:
+        raise UserError(f"{directory} is a {config.get('policy')!r} checkpoint, not a {policy!r} one")
+    if robot not in config.get("normalizers", {}):
+        raise UserError(f"checkpoint {directory} was trained on {', '.join(config.get('normalizers', {})) or 'no robot'}, "
+                        f"not on the {robot} robot of this task")
+    return config
+
+
+def load_policy_model(directory: Path, recipe_class, config: dict | None = None):
     """(recipe, model in eval mode, config dict) from a checkpoint of the family whose recipe
     class (policies/base.py `Recipe`) the caller hands in; a checkpoint of another family is
     one clear error."""
-    config = read_config(directory)
-    if config.get("policy") != recipe_class.name:
-        raise UserError(f"{directory} is a {config.get('policy')!r} checkpoint, not a {recipe_class.name!r} one")
+    if config is None:
+        config = read_config(directory)
+        if config.get("policy") != recipe_class.name:
+            raise UserError(f"{directory} is a {config.get('policy')!r} checkpoint, not a {recipe_class.name!r} one")
     recipe = recipe_class.from_dict(config["model"], Path(directory))
     model = recipe.build()
     load_weights(model, Path(directory) / "model.safetensors")
@@ -117,17 +130,13 @@ def require(path: Path, policy: str) -> None:
                         "or pass --checkpoint DIR")
 
 
-def load_for_env(directory: Path, env, recipe_class):
-    """(recipe, model, normalizer, metadata) of a checkpoint that must drive `env`'s robot:
-    a checkpoint of another policy, or trained on another robot, is one clear error."""
+def load_for_env(directory: Path, description, recipe_class):
+    """(recipe, model, normalizer, metadata) of a checkpoint that must drive the robot of the
+    env `description` (an EnvDescription) describes; checked before any weight is read."""
     from pi0bench.normalize import Normalizer
 
-    recipe, model, config = load_policy_model(directory, recipe_class)
-    policy = recipe_class.name
-    robot = env.robot.name
-    if robot not in config["normalizers"]:
-        raise UserError(f"checkpoint {directory} was trained on {', '.join(config['normalizers']) or 'no robot'}, "
-                        f"not on the {robot} robot of this task")
+    config = check_fits(directory, recipe_class.name, description.robot)
+    recipe, model, config = load_policy_model(directory, recipe_class, config)
     digest = hashlib.sha256((Path(directory) / "model.safetensors").read_bytes()).hexdigest()[:12]
-    metadata = {"name": policy, "version": recipe.config.name, "checkpoint": digest}
-    return recipe, model, Normalizer.from_dict(config["normalizers"][robot]), metadata
+    metadata = {"name": recipe_class.name, "version": recipe.config.name, "checkpoint": digest}
+    return recipe, model, Normalizer.from_dict(config["normalizers"][description.robot]), metadata

@@ -95,6 +95,10 @@ def eval_(
                                                       "deviation), drawn from the episode's seed"),
     perturb: list[str] = typer.Option([], help="AXIS=LEVEL, repeatable: camera, light, appearance, distractors, "
                                                "language, init, dynamics, sensor at level 1-3"),
+    shared_policy: bool = typer.Option(False, help="one policy process holds the model; the workers' calls that "
+                                                   "arrive together are answered in one batched forward pass"),
+    max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
+                                                       "(default --workers; part of the run's identity when > 1)"),
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.envs.perturb import parse_perturbation
@@ -109,6 +113,7 @@ def eval_(
         policy_args=_policy_args(policy_arg), backend=backend, address=address,
         realtime=_realtime(realtime, realtime_mode, latency_ms, latency_jitter_ms),
         perturbations=tuple(parse_perturbation(p) for p in perturb),
+        shared_policy=shared_policy, max_batch=max_batch,
     )
     summary = evaluate(config, console=err)
     out.print(results_table(summary))
@@ -127,13 +132,15 @@ def serve(
     api_key: Optional[str] = typer.Option(None, envvar="PI0BENCH_API_KEY",
                                           help="require this key (openpi's 'Authorization: Api-Key ...' header)"),
     max_message_mb: float = typer.Option(16.0, help="largest observation message accepted"),
+    max_batch: int = typer.Option(8, help="most concurrent calls answered by one forward pass (1: one at a time)"),
+    batch_window_ms: float = typer.Option(5.0, help="how long a call waits for others to batch with"),
 ) -> None:
     """Serve a policy over openpi's websocket protocol (msgpack); SIGTERM stops it cleanly."""
     from pi0bench.serve import ServeConfig, serve_forever
 
     serve_forever(ServeConfig(policy=policy, task=task, checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
                               cameras=_camera_list(cameras), host=host, port=port, api_key=api_key,
-                              max_message_mb=max_message_mb))
+                              max_message_mb=max_message_mb, max_batch=max_batch, batch_window_ms=batch_window_ms))
 
 
 @app.command()
@@ -181,6 +188,10 @@ def compare_(
     timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
     backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
+    shared_policy: bool = typer.Option(False, help="one policy process holds the model; the workers' calls that "
+                                                   "arrive together are answered in one batched forward pass"),
+    max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
+                                                       "(default --workers; part of the run's identity when > 1)"),
 ) -> None:
     """Evaluate several policies on several tasks on identical initial states, with paired tests."""
     from pi0bench.compare import CompareConfig, compare, parse_names
@@ -190,7 +201,8 @@ def compare_(
     config = CompareConfig(policies=parse_names(policies, POLICIES, "policy"),
                            tasks=parse_names(tasks, TASKS, "task"), out=out_dir, episodes=episodes,
                            seed=seed, workers=workers, image_size=image_size, videos=videos,
-                           timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)
+                           timeout_s=timeout if timeout > 0 else None, backend=backend, address=address,
+                           shared_policy=shared_policy, max_batch=max_batch)
     summary = compare(config, console=err)
     out.print(comparison_table(summary))
     out.print(f"report: {out_dir / 'report.md'}")
@@ -274,7 +286,8 @@ def robustness_(
                               levels=_numbers(levels, "--levels", int), episodes=episodes,
                               seed=seed, workers=workers, image_size=image_size, cameras=_camera_list(cameras),
                               checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
-                              timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)
+                              timeout_s=timeout if timeout > 0 else None, backend=backend, address=address,
+                           shared_policy=shared_policy, max_batch=max_batch)
     out.print(robustness_table(robustness(config, console=err)))
     out.print(f"report: {out_dir / 'report.md'}")
 

@@ -4,7 +4,8 @@ Each (policy, task) cell is an ordinary `eval` run under OUT/cells/POLICY-TASK, 
 resumes exactly like `eval` does and can be opened on its own. Episode i of a task starts from
 the same seed for every policy (the seed depends only on task, base seed and i). A policy
 that cannot drive a task's robot (no checkpoint for that task, one trained on another robot,
-or `scripted` on a robosuite task, which has no expert) is reported as n/a and not run.
+or `scripted` on a robosuite task, which has no expert) is reported as n/a and not run; that is
+decided from the task's env description and the checkpoint's config, without building either.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from rich.console import Console
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
-from pi0bench.registry import check_policy, check_task, is_remote, make_policy
-from pi0bench.compare_store import CONFIG_FILE, cell_dir
-from pi0bench.store import atomic_write_text
+from pi0bench.registry import PRIVILEGED, check_policy, check_task, describe_env, is_remote, unfit_reason
+from pi0bench.compare_store import CONFIG_FILE
+from pi0bench.store import atomic_write_text, cell_dir
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -34,6 +35,8 @@ class CompareConfig:
     videos: int = 0
     backend: str = "local"
     address: str | None = None
+    shared_policy: bool = False  # each learned cell's workers share one batching policy
+    max_batch: int | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "policies": list(self.policies), "tasks": list(self.tasks), "out": str(self.out)}
@@ -50,22 +53,9 @@ def parse_names(text: str | None, known: dict, kind: str) -> tuple[str, ...]:
     return names
 
 
-def unfit_reason(policy: str, task: str) -> str | None:
-    """Why `policy` cannot run `task` (None if it can): building it for the task's env checks a
-    checkpoint against the robot, and refuses e.g. `scripted` where a task has no expert.
-    A remote policy is not built here (it would open a connection per cell)."""
-    if is_remote(policy):
-        return None
-    from pi0bench.registry import make_env
-
-    env = make_env(task, cameras=())
-    try:
-        make_policy(policy, env)
-    except UserError as exc:
-        return str(exc)
-    finally:
-        env.close()
-    return None
+def shareable(policy: str) -> bool:
+    """Whether --shared-policy applies to a cell (privileged and remote policies run as usual)."""
+    return policy not in PRIVILEGED and not is_remote(policy)
 
 
 def compare(config: CompareConfig, console: Console | None = None) -> dict:
@@ -80,8 +70,9 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
     not_applicable = []
     for task in config.tasks:
+        description = describe_env(task, cameras=())
         for policy in config.policies:
-            reason = unfit_reason(policy, task)
+            reason = unfit_reason(policy, description)
             if reason:
                 console.print(f"[yellow]{policy} on {task}: n/a[/] ({reason})")
                 not_applicable.append({"policy": policy, "task": task, "reason": reason})
@@ -90,6 +81,7 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
                                 workers=config.workers, out=cell_dir(out, policy, task),
                                 videos=config.videos, image_size=config.image_size,
                                 timeout_s=config.timeout_s, backend=config.backend,
-                                address=config.address), console=console)
+                                address=config.address, max_batch=config.max_batch,
+                                shared_policy=config.shared_policy and shareable(policy)), console=console)
     atomic_write_text(out / "not_applicable.json", json.dumps(not_applicable, indent=2))
     return write_comparison(out)

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pi0bench.compare_store import cell_dir, load_comparison
+from pi0bench.compare_store import load_comparison
 from pi0bench.paired import add_holm, paired_episodes
 from pi0bench.plots import MIN_FONT_PT, figure, figure_png, legend_outside
 from pi0bench.report import Section, Shaded, Strong, render_html, render_markdown, summary_csv
 from pi0bench.stats import summarize
-from pi0bench.store import atomic_write_bytes, episode_stem
+from pi0bench.store import atomic_write_bytes, cell_dir, episode_stem
 
 PLOTS = {"scores": "scores.png", "stages": "stages.png", "latency": "latency.png"}
 

@@ -10,13 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from pi0bench.errors import UserError
-from pi0bench.store import RunStore, safe_name
+from pi0bench.store import RunStore, cell_dir
 
 CONFIG_FILE = "compare.json"
-
-
-def cell_dir(out: Path, policy: str, task: str) -> Path:
-    return Path(out) / "cells" / f"{safe_name(policy)}-{safe_name(task)}"
 
 
 def load_comparison(out: Path) -> tuple[dict, pd.DataFrame, list[dict]]:

@@ -2,10 +2,18 @@
 
 A real-time run (`--realtime`, see `pi0bench.realtime`) also plays the same episodes without latency
 into RUN/baseline, so its report shows success with and without latency, paired by episode.
+
+A shared-policy run (`--shared-policy`) holds the model once, in a policy server on a thread of
+this process, and its workers ask it over the loopback: calls that arrive together are answered
+in one forward pass of exactly `max_batch` rows, so episodes do not depend on timing. A row of a
+B-row pass can differ from the same row alone by ~1e-7 (the kernels round differently at another
+batch size), so for B > 1 the batch size is part of the run's identity ("batch_rows").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,8 @@ from pi0bench.registry import (check_checkpoint, check_policy, check_policy_args
                                rtc_unfit_reason, task_family)
 from pi0bench.store import RunStore, default_run_dir
 from pi0bench.workers import EpisodeJob, run_episodes
+
+SHARED_WINDOW_MS = 20.0  # how long a shared policy's first call waits for the other workers'
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,15 @@ class EvalConfig:
     realtime: Realtime | None = None  # simulated time runs on while the policy thinks
     only_episodes: tuple[int, ...] | None = None  # play just these of 0..episodes-1 (fit check)
     perturbations: tuple[Perturbation, ...] = ()  # robustness axes and levels (envs/perturb.py)
+    shared_policy: bool = False  # one model for all workers, answering them in batches
+    max_batch: int | None = None  # rows of a shared policy's forward pass (default: --workers)
+
+    @property
+    def batch_rows(self) -> int | None:
+        """The fixed batch size a shared policy computes at (None: one call at a time, which
+        gives exactly the unshared episodes)."""
+        rows = (self.max_batch or self.workers) if self.shared_policy else 1
+        return rows if rows > 1 else None
 
     def validate(self) -> None:
         check_policy(self.policy)
@@ -66,10 +85,26 @@ class EvalConfig:
         if self.videos and self.cameras == ():
             raise UserError("--videos needs cameras to film; drop --cameras none")
         check_perturbations(self.perturbations)
+        if self.shared_policy:
+            self._check_shared()
         if self.perturbations and task_family(self.task):
             raise UserError(f"--perturb applies to the project's own tasks, not {self.task!r}")
         if self.cameras:  # before the run directory or any worker exists
             make_task(self.task).make_robot().check_cameras(self.cameras)
+
+    def _check_shared(self) -> None:
+        from pi0bench.registry import PRIVILEGED, is_remote
+
+        if self.policy in PRIVILEGED or is_remote(self.policy):
+            why = PRIVILEGED.get(self.policy, "it already runs elsewhere")
+            raise UserError(f"--shared-policy cannot share {self.policy!r}: {why}")
+        if self.backend != "local":
+            raise UserError("--shared-policy serves its workers on this machine's loopback: use --backend local")
+        if self.realtime and self.realtime.mode == "rtc":
+            raise UserError("--shared-policy answers plain calls only; rtc inpainting needs the policy in the "
+                            "worker: drop --shared-policy or use --realtime-mode naive or skip")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise UserError(f"--max-batch must be at least 1 (got {self.max_batch})")
 
     @property
     def run_dir(self) -> Path:
@@ -90,7 +125,8 @@ class EvalConfig:
                 "timeout_s": self.timeout_s, "videos": self.videos, "checkpoint": self.checkpoint,
                 "policy_args": dict(self.policy_args) or None, "realtime": self.realtime.record() if self.realtime else None,
                 **({"only_episodes": list(self.only_episodes)} if self.only_episodes is not None else {}),
-                **({"perturbations": [str(p) for p in self.perturbations]} if self.perturbations else {})}
+                **({"perturbations": [str(p) for p in self.perturbations]} if self.perturbations else {}),
+                **({"shared_policy": True, "batch_rows": self.batch_rows} if self.shared_policy else {})}
 
 
 def evaluate(config: EvalConfig, console: Console | None = None, baseline: bool = True) -> dict:
@@ -133,6 +169,26 @@ def evaluate(config: EvalConfig, console: Console | None = None, baseline: bool 
             if record["error"]:
                 console.print(f"[yellow]episode {record['episode']} error:[/] {record['error'][:200]}")
 
-        run_episodes(job, pending, config.workers, on_record, config.backend, config.address)
+        if config.shared_policy and pending:
+            with shared_policy(config) as url:
+                run_episodes(replace(job, policy_url=url), pending, config.workers, on_record)
+        else:
+            run_episodes(job, pending, config.workers, on_record, config.backend, config.address)
     return write_report(store.dir, run["config"], store.load())
+
+
+@contextmanager
+def shared_policy(config: EvalConfig) -> Iterator[str]:
+    """The one policy a shared-policy run's workers ask (a batching server on a thread of
+    this process, on POLICY_THREADS torch threads like every worker); yields its URL."""
+    from pi0bench.serve import ServeConfig, serve_in_background
+    from pi0bench.workers import use_policy_threads
+
+    use_policy_threads()
+    served = ServeConfig(policy=config.policy, task=config.task, checkpoint=config.checkpoint,
+                         policy_args=config.policy_args, cameras=config.cameras, image_size=config.image_size,
+                         port=0, max_batch=config.batch_rows or 1, batch_window_ms=SHARED_WINDOW_MS,
+                         fixed_rows=True)
+    with serve_in_background(served) as (url, _):
+        yield url
 

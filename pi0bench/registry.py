@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
+from pi0bench.checkpoint import check_fits, resolve
+from pi0bench.envs.description import EnvDescription, describe_task
 from pi0bench.errors import UserError
 from pi0bench.tasks import TASKS, make_own_task  # the project's own tasks
 from pi0bench.wire import REMOTE_PREFIX
@@ -41,15 +44,21 @@ POLICIES: dict[str, tuple[str, str]] = {
                     "OpenVLA-OFT, parallel decoding of an 8-step chunk with an L1 regression head "
                     "(default results/checkpoints/openvla-oft-small)"),
 }
-# Trainable policies -> the recipe the training pipeline builds, batches and scores them with.
+# Trainable policies -> (the recipe the training pipeline builds, batches and scores them with,
+# the default checkpoint's name on checkpoint.search_path; "{task}" for per-task policies).
 # They load weights, so they (and only they) take --checkpoint.
-RECIPES: dict[str, str] = {
-    "pi0": "pi0bench.policies.pi0.recipe:Pi0Recipe",
-    "act": "pi0bench.policies.act.recipe:ActRecipe",
-    "dp": "pi0bench.policies.dp.recipe:DpRecipe",
-    "octo": "pi0bench.policies.octo.recipe:OctoRecipe",
-    "openvla": "pi0bench.policies.openvla.recipe:OpenVlaRecipe",
-    "openvla-oft": "pi0bench.policies.openvla.recipe:OpenVlaOftRecipe",
+RECIPES: dict[str, tuple[str, str]] = {
+    "pi0": ("pi0bench.policies.pi0.recipe:Pi0Recipe", "pi0-small"),
+    "act": ("pi0bench.policies.act.recipe:ActRecipe", "act-small-{task}"),
+    "dp": ("pi0bench.policies.dp.recipe:DpRecipe", "dp-small-{task}"),
+    "octo": ("pi0bench.policies.octo.recipe:OctoRecipe", "octo-tiny"),
+    "openvla": ("pi0bench.policies.openvla.recipe:OpenVlaRecipe", "openvla-small"),
+    "openvla-oft": ("pi0bench.policies.openvla.recipe:OpenVlaOftRecipe", "openvla-oft-small"),
+}
+# Policies that read the simulator's privileged state: the only factories given the live env
+# (beside its description); they cannot be served or shared across processes.
+PRIVILEGED: dict[str, str] = {
+    "scripted": "it reads the simulator's privileged state, which only the env's own process has",
 }
 # Policies that sample chunks by flow matching, so real-time chunking can guide them
 # (`--realtime-mode rtc`, their `act_guided`).
@@ -149,9 +158,10 @@ def check_checkpoint(name: str, checkpoint: str | None) -> None:
 
 
 def policy_options(name: str) -> list[str]:
-    """The keyword options a policy's factory takes beyond (env, checkpoint)."""
+    """The keyword options a policy's factory takes beyond what every factory is given."""
     factory = _load(_factory(name))
-    return [p for p in inspect.signature(factory).parameters if p not in ("env", "checkpoint", "url")]
+    given = ("description", "env", "checkpoint", "url")
+    return [p for p in inspect.signature(factory).parameters if p not in given]
 
 
 def check_policy_args(name: str, args: dict[str, Any]) -> None:
@@ -162,17 +172,68 @@ def check_policy_args(name: str, args: dict[str, Any]) -> None:
             raise UserError(f"policy {name!r} has no option {key!r}; its options: {choices}")
 
 
-def make_policy(name: str, env, checkpoint: str | None = None, args: dict[str, Any] | None = None):
-    """Build a policy for `env` (its action space, robot and task are what factories need)."""
+def describe_env(task: str, cameras: tuple[str, ...] | None = None, image_size: int = 128) -> EnvDescription:
+    """A task's env description without building the env (a family's tasks, whose robots are
+    read from a built simulator, build and close one)."""
+    family = task_family(check_task(task))
+    if family is not None:
+        env = family.make_env(task, cameras=cameras, image_size=image_size)
+        try:
+            return env.description
+        finally:
+            env.close()
+    own = make_own_task(task)
+    robot = own.make_robot()
+    chosen = tuple(robot.default_cameras if cameras is None else cameras)
+    robot.check_cameras(chosen)
+    return describe_task(own, chosen, (image_size, image_size))
+
+
+def checkpoint_dir(policy: str, description: EnvDescription, checkpoint: str | None = None) -> Path:
+    """The checkpoint a trainable policy loads for `description`: `checkpoint` when given, else
+    its default found on the search path (one line saying where it looked if none)."""
+    return resolve(checkpoint, RECIPES[policy][1].format(task=description.task), policy)
+
+
+def unfit_reason(policy: str, description: EnvDescription, checkpoint: str | None = None) -> str | None:
+    """Why `policy` cannot drive the env `description` describes (None if it can), decided from
+    the description and the checkpoint's config alone: no env is built, no weights are read.
+    A remote policy is not checked here (it would open a connection)."""
+    if is_remote(check_policy(policy)):
+        return None
+    if policy in PRIVILEGED and not description.expert:
+        return (f"{description.task} has no scripted expert; evaluate random, hold or your own policy "
+                "(e.g. remote:ws://HOST:PORT) on it")
+    if policy not in RECIPES:
+        return None
+    try:
+        check_fits(checkpoint_dir(policy, description, checkpoint), policy, description.robot)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def make_policy(name: str, target, checkpoint: str | None = None, args: dict[str, Any] | None = None):
+    """Build a policy for `target`: an EnvDescription (all a factory needs), or a live env
+    (its description is used; privileged policies also get the env itself)."""
     check_checkpoint(name, checkpoint)
     check_policy_args(name, args or {})
+    args = args or {}
     factory = _load(_factory(name))  # checks the name (a remote one's URL too)
+    env = None if isinstance(target, EnvDescription) else target
+    description = target if env is None else env.unwrapped.description
+    if name in PRIVILEGED:
+        if env is None:
+            raise UserError(f"policy {name!r} cannot be built from a description: {PRIVILEGED[name]}")
+        return factory(env.unwrapped, **args)
     if is_remote(name):
-        return factory(env, name.removeprefix(REMOTE_PREFIX), **(args or {}))
-    return factory(env, checkpoint, **(args or {})) if name in RECIPES else factory(env, **(args or {}))
+        return factory(description, name.removeprefix(REMOTE_PREFIX), **args)
+    if name in RECIPES:
+        return factory(description, checkpoint_dir(name, description, checkpoint), **args)
+    return factory(description, **args)
 
 
 def recipe_class(policy: str):
     if policy not in RECIPES:
         raise UserError(f"{policy!r} is not a trainable policy; choose from: {', '.join(sorted(RECIPES))}")
-    return _load(RECIPES[policy])
+    return _load(RECIPES[policy][0])

@@ -35,7 +35,7 @@ from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.paired import discordant_p
 from pi0bench.stats import outcomes
-from pi0bench.store import RunStore, atomic_write_text
+from pi0bench.store import RunStore, atomic_write_text, cell_dir
 
 LEVEL = 0.05
 MIN_EFFECT = 0.10
@@ -126,7 +126,7 @@ def _eval_config(cell: dict, out: Path, workers: int) -> EvalConfig:
     args = cell.get("policy_args") or {}
     return EvalConfig(policy=cell["policy"], task=cell["task"], episodes=int(cell.get("episodes", 10)),
                       seed=int(cell.get("seed", 0)), workers=workers,
-                      out=out / f"{cell['policy']}-{cell['task']}", image_size=int(cell.get("image_size", 128)),
+                      out=cell_dir(out, cell["policy"], cell["task"]), image_size=int(cell.get("image_size", 128)),
                       cameras=None if cameras is None else tuple(cameras), checkpoint=cell.get("checkpoint"),
                       policy_args=tuple(sorted(args.items())), overwrite=True)
 

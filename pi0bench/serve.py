@@ -9,8 +9,11 @@ text frame naming the problem, as openpi does, and the connection keeps serving.
 Safe to leave running: binds 127.0.0.1 unless told otherwise, optional API key (openpi's
 ``Authorization: Api-Key ...`` header; a wrong or missing key refuses the handshake with HTTP
 401), msgpack only, a message-size limit, and a clean stop on SIGTERM. Each connection gets
-its own policy instance (its own history, action queue and noise generator), built in a
-thread, and inference runs in threads too, so a slow or idle client never blocks another.
+its own policy instance (its own history, action queue and noise generator: a `sibling` of
+one loaded model, so the weights are held once). Calls that arrive together are answered in
+one batched forward pass (`pi0bench.batching`: a collection window of `--batch-window-ms`, at
+most `--max-batch` calls, never waiting while no other client could send); decoding runs in
+threads, so a slow or idle client never blocks another.
 
 A pi0bench extension, announced in the metadata: the map ``{"pi0bench/reset": {"task": str,
 "seed": int}}`` calls the connection's ``policy.reset`` and is answered ``{"reset": true}``.
@@ -23,18 +26,22 @@ import asyncio
 import hmac
 import signal
 import sys
+import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any
 
 from pi0bench import wire
+from pi0bench.batching import Batcher
 from pi0bench.errors import UserError
 from pi0bench.layouts import LayoutError, from_wire
+from pi0bench.policies.base import sibling
 from pi0bench.wire import RESET_KEY
 
 PROTOCOL_VERSION = 1
-UNSERVABLE = {"scripted": "it reads the simulator's privileged state, which a server does not have"}
 
 
 @dataclass(frozen=True)
@@ -48,22 +55,29 @@ class ServeConfig:
     port: int = 8000
     api_key: str | None = None
     max_message_mb: float = 16.0
+    max_batch: int = 8  # calls answered by one forward pass at most (1: one at a time)
+    batch_window_ms: float = 5.0  # how long the first call of a batch waits for others
+    fixed_rows: bool = False  # pad every forward pass to max_batch rows (shared-policy evals)
+    image_size: int = 128  # of the observations it will be sent (part of the env description)
 
     def validate(self) -> None:
-        from pi0bench.registry import check_checkpoint, check_policy, check_policy_args, check_task
+        from pi0bench.registry import PRIVILEGED, check_checkpoint, check_policy, check_policy_args, check_task
 
         check_task(self.task)
         if self.policy.startswith("remote:"):
             raise UserError("a remote: policy cannot be served again; serve the policy itself")
         check_policy(self.policy)
-        if self.policy in UNSERVABLE:
-            raise UserError(f"policy {self.policy!r} cannot be served: {UNSERVABLE[self.policy]}")
+        if self.policy in PRIVILEGED:
+            raise UserError(f"policy {self.policy!r} cannot be served: {PRIVILEGED[self.policy]}")
         check_checkpoint(self.policy, self.checkpoint)
         check_policy_args(self.policy, dict(self.policy_args))
         if not 0 <= self.port <= 65535:
             raise UserError(f"--port must be in 0..65535 (got {self.port})")
         if self.max_message_mb <= 0:
             raise UserError(f"--max-message-mb must be positive (got {self.max_message_mb})")
+        if self.max_batch < 1 or self.batch_window_ms < 0:
+            raise UserError(f"--max-batch must be at least 1 and --batch-window-ms at least 0 "
+                            f"(got {self.max_batch}, {self.batch_window_ms})")
 
     @property
     def max_message_bytes(self) -> int:
@@ -71,45 +85,34 @@ class ServeConfig:
 
 
 class PolicyServer:
-    """Holds the served env (built once: factories read its robot and action space) and
-    answers connections."""
+    """Holds one loaded policy (built from the task's env description: no simulator) and
+    answers connections, each with its own sibling of it."""
 
     def __init__(self, config: ServeConfig):
-        from pi0bench.registry import make_env
+        from pi0bench.registry import describe_env, make_policy
 
         config.validate()
         self.config = config
-        self.env = make_env(config.task, cameras=config.cameras)
-        self._spare = self._new_policy()  # fails fast on a bad checkpoint; the first client gets it
-        robot = self.env.robot
+        self.description = d = describe_env(config.task, cameras=config.cameras, image_size=config.image_size)
+        # fails fast on a bad checkpoint, before the port is opened
+        self._template = make_policy(config.policy, d, config.checkpoint, dict(config.policy_args))
+        self.connections = 0
+        self.batcher = Batcher(config.max_batch, config.batch_window_ms, clients=lambda: self.connections,
+                               fixed_rows=config.fixed_rows)
         self.metadata = {
-            **{k: v for k, v in self._spare.metadata.items() if isinstance(v, (str, int, float, bool))},
+            **{k: v for k, v in self._template.metadata.items() if isinstance(v, (str, int, float, bool))},
             "server": "pi0bench",
             "pi0bench": {"protocol": PROTOCOL_VERSION, "policy": config.policy, "task": config.task,
-                         "robot": robot.name, "action_dim": robot.action_dim,
-                         "control_hz": robot.control_hz, "cameras": list(self.env.cameras),
-                         "execute_steps": getattr(self._spare, "execute_steps", None),
+                         "robot": d.robot, "action_dim": d.action_dim,
+                         "control_hz": d.control_hz, "cameras": list(d.cameras),
+                         "execute_steps": getattr(self._template, "execute_steps", None),
                          "layouts": ["native", "aloha", "droid"], "reset": True,
-                         "max_message_bytes": config.max_message_bytes},
+                         "max_message_bytes": config.max_message_bytes, "max_batch": config.max_batch},
         }
 
-    def _new_policy(self):
-        from pi0bench.registry import make_policy
-
-        policy = make_policy(self.config.policy, self.env, self.config.checkpoint, dict(self.config.policy_args))
-        policy.reset(self.config.task, 0)
-        return policy
-
-    def _take_policy(self):
-        spare, self._spare = self._spare, None
-        return spare if spare is not None else self._new_policy()
-
-    def _reply(self, policy, frame: bytes | str) -> dict:
-        """The answer to one frame. Runs in a thread, so decoding and inference stay off the
-        event loop; a bad request raises WireError or LayoutError, anything else is the
-        policy's failure."""
-        from pi0bench.rollout import check_chunk
-
+    def _parse(self, policy, frame: bytes | str) -> dict:
+        """A frame's observation, or the reply to a reset (which it applies). Runs in a thread,
+        so decoding stays off the event loop; a bad request raises WireError or LayoutError."""
         if isinstance(frame, str):
             raise LayoutError("send observations as binary msgpack frames, not text")
         if len(frame) > self.config.max_message_bytes:
@@ -122,12 +125,21 @@ class PolicyServer:
                 raise LayoutError(f"{RESET_KEY} needs a map with an integer 'seed'")
             policy.reset(str(spec.get("task", self.config.task)), int(spec["seed"]))
             return {"reset": True}
-        obs = from_wire(message, robot=self.env.robot.name,
-                        state_dim=self.env.observation_space["state"].shape[0],
-                        cameras=self.env.cameras, default_prompt=self.env.task.instruction)
-        start = time.perf_counter()
-        chunk = check_chunk(policy.act(obs), self.env.robot.action_dim)
-        return {"actions": chunk, "policy_timing": {"infer_ms": (time.perf_counter() - start) * 1000.0}}
+        d = self.description
+        return {"observation": from_wire(message, robot=d.robot, state_dim=d.state_dim, cameras=d.cameras,
+                                         default_prompt=d.instruction)}
+
+    async def _reply(self, policy, frame: bytes | str) -> dict:
+        """The answer to one frame: its chunk comes from the batcher, with the forward pass's
+        time and how many calls it answered."""
+        from pi0bench.rollout import check_chunk
+
+        request = await asyncio.to_thread(self._parse, policy, frame)
+        if "observation" not in request:
+            return request
+        chunk, infer_ms, batch = await asyncio.wrap_future(self.batcher.submit(policy, request["observation"]))
+        return {"actions": check_chunk(chunk, self.description.action_dim),
+                "policy_timing": {"infer_ms": infer_ms, "batch_size": batch}}
 
     async def handle(self, connection) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -138,13 +150,20 @@ class PolicyServer:
             pass  # a client that goes away, even abruptly, is no error of the server's
 
     async def _converse(self, connection) -> None:
-        policy = await asyncio.to_thread(self._take_policy)
+        policy = sibling(self._template)
+        self.connections += 1
+        try:
+            await self._answer(connection, policy)
+        finally:
+            self.connections -= 1
+
+    async def _answer(self, connection, policy) -> None:
         await connection.send(wire.packb(self.metadata))
         previous_total_ms = None
         async for frame in connection:
             started = time.perf_counter()
             try:
-                reply = await asyncio.to_thread(self._reply, policy, frame)
+                reply = await self._reply(policy, frame)
             except (wire.WireError, LayoutError) as exc:
                 await connection.send(f"error: bad request: {exc}")
                 continue
@@ -183,7 +202,50 @@ class PolicyServer:
             await stop
 
     def close(self) -> None:
-        self.env.close()
+        self.batcher.close()
+
+
+@contextmanager
+def loop_thread(start: Callable[[asyncio.Future, Callable[[int], None]], Awaitable[None]]) -> Iterator[int]:
+    """Run `start(stop, on_ready)` on an event loop in a thread of this process; yield the
+    port it reports ready on, and stop it when the block ends."""
+    loop = asyncio.new_event_loop()
+    ready, bound, state = threading.Event(), {}, {}
+
+    def on_ready(port: int) -> None:
+        bound["port"] = port
+        ready.set()
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        state["stop"] = loop.create_future()
+        try:
+            loop.run_until_complete(start(state["stop"], on_ready))
+        except Exception as exc:  # noqa: BLE001 - re-raised by the caller's thread
+            state["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=main, name="pi0bench-server", daemon=True)
+    thread.start()
+    if not ready.wait(60) or "error" in state:
+        raise UserError(f"the policy server did not start: {state.get('error', 'no answer in 60 s')}")
+    try:
+        yield bound["port"]
+    finally:
+        loop.call_soon_threadsafe(lambda: state["stop"].done() or state["stop"].set_result(None))
+        thread.join(10)
+
+
+@contextmanager
+def serve_in_background(config: ServeConfig) -> Iterator[tuple[str, PolicyServer]]:
+    """A PolicyServer on a thread of this process (port 0: any free one) for the block;
+    yields (its ws:// URL, the server)."""
+    server = PolicyServer(config)
+    try:
+        with loop_thread(server.run) as port:
+            yield f"ws://{config.host}:{port}", server
+    finally:
+        server.close()
 
 
 def serve_forever(config: ServeConfig) -> None:

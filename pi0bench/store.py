@@ -23,7 +23,7 @@ from pi0bench.errors import UserError
 
 # Config keys that decide what an episode is: a run directory only resumes with the same ones.
 IDENTITY_KEYS = ("policy", "task", "seed", "execute_steps", "image_size", "cameras", "checkpoint",
-                 "policy_args", "realtime", "perturbations")
+                 "policy_args", "realtime", "perturbations", "batch_rows")
 PACKAGES = ("pi0bench", "mujoco", "numpy", "gymnasium", "torch", "dm-control", "pandas", "robosuite")
 
 
@@ -51,6 +51,13 @@ def safe_name(name: str) -> str:
     """A policy name (which may be a URL or path) or task name ("robosuite/Lift") as a file-name
     component."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def cell_dir(out: Path, *parts: str) -> Path:
+    """The one way a multi-run command (compare, regress, latency-sweep, robustness) names the
+    eval run of one of its cells: OUT/cells/PART-PART (policy-task, or mode-latency, axis-level),
+    each part file-name safe, so "robosuite/Lift" never nests a folder."""
+    return Path(out) / "cells" / "-".join(safe_name(part) for part in parts)
 
 
 def episode_stem(policy: str, task: str, seed: int, episode: int) -> str:

@@ -21,6 +21,7 @@ from pi0bench.envs.perturb import Perturbation
 from pi0bench.realtime import Realtime
 from pi0bench.rollout import EpisodeRecord, run_episode
 from pi0bench.store import episode_stem
+from pi0bench.wire import REMOTE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class EpisodeJob:
     policy_args: tuple[tuple[str, Any], ...] = ()
     realtime: Realtime | None = None
     perturbations: tuple[Perturbation, ...] = ()  # robustness: what is changed, and how much
+    policy_url: str | None = None  # a shared policy's server: ask it instead of building the policy
 
 
 # Every path (serial, process pool, Ray) runs policies on this many torch threads: a kernel's
@@ -65,7 +67,10 @@ class EpisodeRunner:
         self.job = job
         self.env = make_env(job.task, cameras=job.cameras, image_size=job.image_size,
                             perturbations=job.perturbations)
-        self.policy = make_policy(job.policy, self.env, job.checkpoint, dict(job.policy_args))
+        if job.policy_url:  # the shared policy already holds the checkpoint and options
+            self.policy = make_policy(REMOTE_PREFIX + job.policy_url, self.env)
+        else:
+            self.policy = make_policy(job.policy, self.env, job.checkpoint, dict(job.policy_args))
 
     def run(self, episode: int) -> EpisodeRecord:
         job = self.job

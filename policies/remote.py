@@ -20,6 +20,7 @@ import numpy as np
 
 from pi0bench import wire
 from pi0bench.wire import REMOTE_PREFIX, RESET_KEY
+from pi0bench.envs.description import EnvDescription
 from pi0bench.errors import UserError
 from pi0bench.layouts import LayoutError, check_layout, default_layout, to_wire
 
@@ -38,12 +39,13 @@ def check_url(name: str) -> str:
 
 
 class RemotePolicy:
-    def __init__(self, env, url: str, timeout_s: float = 30.0, layout: str = "auto", reconnects: int = 2):
+    def __init__(self, description: EnvDescription, url: str, timeout_s: float = 30.0, layout: str = "auto",
+                 reconnects: int = 2):
         self.url = url
         self.timeout_s = float(timeout_s)
         self.reconnects = int(reconnects)
-        self.robot = env.robot.name
-        self.action_dim = env.robot.action_dim
+        self.robot = description.robot
+        self.action_dim = description.action_dim
         self._ws = None
         self._last_reset: tuple[str, int] | None = None
         self.server_metadata = self._connect()
@@ -155,5 +157,5 @@ class RemotePolicy:
             self._ws = None
 
 
-def make_remote(env, url: str, timeout_s: float = 30.0, layout: str = "auto") -> RemotePolicy:
-    return RemotePolicy(env, url, timeout_s=timeout_s, layout=layout)
+def make_remote(description: EnvDescription, url: str, timeout_s: float = 30.0, layout: str = "auto") -> RemotePolicy:
+    return RemotePolicy(description, url, timeout_s=timeout_s, layout=layout)

@@ -19,25 +19,35 @@ class ReplanningPolicy:
     execute_steps = 1  # the loop asks every step; `_plan` runs when the queue is empty
 
     def __init__(self, window: int):
-        self.history: deque[dict] = deque(maxlen=window)
-        self.queue: deque[np.ndarray] = deque()
-        self._generator = torch.Generator().manual_seed(0)
+        self.window = window
+        self.reset("", 0)
 
     def reset(self, task: str, seed: int) -> None:
         """A new episode: empty window and queue, and sampling noise seeded by the episode."""
-        self.history.clear()
-        self.queue.clear()
+        self.history: deque[dict] = deque(maxlen=self.window)
+        self.queue: deque[np.ndarray] = deque()
         self._generator = torch.Generator().manual_seed(int(seed))
 
     def act(self, obs: dict) -> np.ndarray:
-        if not self.history:
-            self.history.extend([obs] * self.history.maxlen)
-        else:
-            self.history.append(obs)
-        if not self.queue:
-            self.queue.extend(self._plan())
-        return self.queue.popleft()[None]
+        return self.act_batch([self], [obs])[0]
 
-    def _plan(self) -> np.ndarray:
-        """The next actions [n, D] from `self.history`."""
+    @classmethod
+    def act_batch(cls, policies: list, observations: list[dict], rows: int | None = None) -> list[np.ndarray]:
+        """Every policy takes its observation; those whose queue is empty plan together in one
+        batched pass (base.act_batch); each then executes the head of its queue."""
+        for policy, obs in zip(policies, observations):
+            if not policy.history:
+                policy.history.extend([obs] * policy.window)
+            else:
+                policy.history.append(obs)
+        planning = [p for p in policies if not p.queue]
+        if planning:
+            for policy, plan in zip(planning, cls._plan_batch(planning, rows)):
+                policy.queue.extend(plan)
+        return [p.queue.popleft()[None] for p in policies]
+
+    @classmethod
+    def _plan_batch(cls, policies: list, rows: int | None) -> list[np.ndarray]:
+        """The next actions [n, D] of each policy, from its `history`, in one forward pass of
+        `rows` rows (base.act_batch)."""
         raise NotImplementedError

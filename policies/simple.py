@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from pi0bench.envs.description import EnvDescription
+
 
 class RandomPolicy:
     """Uniform samples from the action space, seeded per episode (so runs are reproducible)."""
@@ -48,9 +50,10 @@ class HoldPolicy:
         return np.repeat(self._initial[None], self.chunk, axis=0)
 
 
-def make_random(env) -> RandomPolicy:
-    return RandomPolicy(env.action_space)
+def make_random(description: EnvDescription) -> RandomPolicy:
+    return RandomPolicy(description.action_space)
 
 
-def make_hold(env) -> HoldPolicy:
-    return HoldPolicy(still=getattr(env.robot, "still_action", None))
+def make_hold(description: EnvDescription) -> HoldPolicy:
+    still = None if description.still_action is None else np.asarray(description.still_action, np.float32)
+    return HoldPolicy(still=still)

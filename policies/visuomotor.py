@@ -95,9 +95,3 @@ def unit_images(images: list, size: int) -> torch.Tensor:
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x
-
-
-def per_task_checkpoint(policy: str, env) -> str:
-    """The name of a per-task policy's committed small checkpoint for `env`'s task (found on
-    checkpoint.search_path)."""
-    return f"{policy}-small-{env.unwrapped.task.name}"

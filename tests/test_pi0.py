@@ -234,7 +234,7 @@ def test_tokenizers_work_offline(tmp_path):
 def test_committed_pi0_small_checkpoint_is_the_default_and_acts():
     from pi0bench.checkpoint import CHECKOUT_CHECKPOINTS, resolve
     from pi0bench.envs.task_env import TaskEnv
-    from pi0bench.policies.pi0.policy import make_pi0
+    from pi0bench.registry import make_policy
 
     default = resolve(None, "pi0-small", "pi0")
     assert default == CHECKOUT_CHECKPOINTS / "pi0-small"
@@ -242,7 +242,7 @@ def test_committed_pi0_small_checkpoint_is_the_default_and_acts():
     config = json.loads((default / "config.json").read_text())
     assert set(config["normalizers"]) == {"franka", "aloha"} and config["model"]["name"] == "pi0-small"
     env = TaskEnv("towel_fold", image_size=64)
-    policy = make_pi0(env)
+    policy = make_policy("pi0", env.description)
     obs, _ = env.reset(seed=0)
     policy.reset("towel_fold", 0)
     chunk = policy.act(obs)

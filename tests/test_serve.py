@@ -115,9 +115,9 @@ def test_api_key_refuses_wrong_or_missing_keys(monkeypatch):
         env = TaskEnv("drawer_tidy", cameras=())
         monkeypatch.delenv("PI0BENCH_API_KEY", raising=False)
         with pytest.raises(UserError, match="HTTP 401.*API key"):
-            RemotePolicy(env, url)
+            RemotePolicy(env.description, url)
         monkeypatch.setenv("PI0BENCH_API_KEY", "s3cret")
-        RemotePolicy(env, url).close()
+        RemotePolicy(env.description, url).close()
         env.close()
 
 
@@ -240,7 +240,7 @@ def test_remote_against_a_plain_openpi_server(monkeypatch):
     env = TaskEnv("drawer_tidy", image_size=32)
     obs, _ = env.reset(seed=0)
     with scripted_server(openpi_like) as url:
-        policy = RemotePolicy(env, url, timeout_s=1.0)
+        policy = RemotePolicy(env.description, url, timeout_s=1.0)
         assert policy.layout == "droid" and policy.execute_steps is None
         policy.reset("drawer_tidy", 0)
         assert policy.act(obs).shape == (4, 8)

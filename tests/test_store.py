@@ -35,3 +35,11 @@ def test_a_blind_run_never_resumes_into_a_sighted_one(tmp_path):
     evaluate(EvalConfig(policy="hold", task="drawer_tidy", episodes=1, cameras=(), out=tmp_path))
     with pytest.raises(UserError, match=r"holds a different run \(cameras=\[\]\)"):
         evaluate(EvalConfig(policy="hold", task="drawer_tidy", episodes=1, cameras=None, out=tmp_path))
+
+
+def test_every_multi_run_command_names_its_cells_one_way(tmp_path):
+    from pi0bench.store import cell_dir
+
+    assert cell_dir(tmp_path, "random", "robosuite/Lift") == tmp_path / "cells" / "random-robosuite_Lift"
+    assert cell_dir(tmp_path, "naive-100ms") == tmp_path / "cells" / "naive-100ms"
+    assert cell_dir(tmp_path, "remote:ws://h:1", "drawer_tidy").parent == tmp_path / "cells"

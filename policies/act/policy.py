@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, resolve
-from pi0bench.policies.visuomotor import per_task_checkpoint
+from pi0bench.checkpoint import load_for_env
+from pi0bench.envs.description import EnvDescription
+from pi0bench.policies.base import padded, stack_rows
 from pi0bench.policies.act.recipe import ActRecipe
 
 
@@ -41,24 +42,34 @@ class TemporalEnsembler:
 
 
 class ActPolicy:
-    def __init__(self, env, checkpoint: Path, temporal_ensemble: float | None = None):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, ActRecipe)
-        self.ensembler = TemporalEnsembler(float(temporal_ensemble)) if temporal_ensemble else None
+    def __init__(self, description: EnvDescription, checkpoint: Path, temporal_ensemble: float | None = None):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, ActRecipe)
+        self.temporal_ensemble = float(temporal_ensemble) if temporal_ensemble else None
+        self.reset("", 0)
         self.execute_steps = 1 if self.ensembler else self.recipe.config.chunk
         self.metadata["temporal_ensemble"] = temporal_ensemble
 
     def reset(self, task: str, seed: int) -> None:
-        if self.ensembler:
-            self.ensembler.reset()
+        self.ensembler = TemporalEnsembler(self.temporal_ensemble) if self.temporal_ensemble else None
 
     def act(self, obs: dict) -> np.ndarray:
-        inputs = self.recipe.observation(list(obs["images"].values()), obs["state"], self.normalizer)
+        return self.act_batch([self], [obs])[0]
+
+    @classmethod
+    def act_batch(cls, policies: list[ActPolicy], observations: list[dict], rows: int | None = None) -> list[np.ndarray]:
+        """One forward pass for the observations of several siblings (base.act_batch)."""
+        inputs = padded([p.recipe.observation(list(o["images"].values()), o["state"], p.normalizer)
+                         for p, o in zip(policies, observations)], rows)
         with torch.inference_mode():
-            chunk = self.model.predict(inputs["images"][None], inputs["state"][None])[0].numpy()
+            chunks = policies[0].model.predict(stack_rows([i["images"] for i in inputs]),
+                                               stack_rows([i["state"] for i in inputs])).numpy()
+        return [p._finish(chunk) for p, chunk in zip(policies, chunks)]
+
+    def _finish(self, chunk: np.ndarray) -> np.ndarray:
         chunk = self.normalizer.unaction(chunk).astype(np.float32)
         return self.ensembler.step(chunk)[None] if self.ensembler else chunk
 
 
-def make_act(env, checkpoint: str | Path | None = None, temporal_ensemble: float | None = None) -> ActPolicy:
+def make_act(description: EnvDescription, checkpoint: Path, temporal_ensemble: float | None = None) -> ActPolicy:
     """`temporal_ensemble`: the coefficient k of exp(−k·i) (ACT uses 0.01); off by default."""
-    return ActPolicy(env, resolve(checkpoint, per_task_checkpoint("act", env), "act"), temporal_ensemble)
+    return ActPolicy(description, checkpoint, temporal_ensemble)

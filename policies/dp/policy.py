@@ -11,31 +11,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, resolve
+from pi0bench.checkpoint import load_for_env
+from pi0bench.envs.description import EnvDescription
+from pi0bench.policies.base import padded, stack_rows
 from pi0bench.policies.replanning import ReplanningPolicy
-from pi0bench.policies.visuomotor import per_task_checkpoint
 from pi0bench.policies.dp.recipe import DpRecipe
 
 
 class DpPolicy(ReplanningPolicy):
-    def __init__(self, env, checkpoint: Path, inference_steps: int | None = None):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, DpRecipe)
+    def __init__(self, description: EnvDescription, checkpoint: Path, inference_steps: int | None = None):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, DpRecipe)
         cfg = self.recipe.config
         super().__init__(window=cfg.obs_steps)
         self.inference_steps = int(inference_steps or cfg.inference_steps)
         self.metadata["inference_steps"] = self.inference_steps
 
-    def _plan(self) -> np.ndarray:
-        cfg = self.recipe.config
-        frames = [list(o["images"].values()) for o in self.history]
-        inputs = self.recipe.observation(frames, np.stack([o["state"] for o in self.history]), self.normalizer)
-        noise = torch.randn((1, cfg.horizon, cfg.action_dim), generator=self._generator)
+    @classmethod
+    def _plan_batch(cls, policies: list[DpPolicy], rows: int | None) -> list[np.ndarray]:
+        first = policies[0]
+        cfg = first.recipe.config
+        inputs = padded([p._inputs() for p in policies], rows)
+        noise = padded([torch.randn((1, cfg.horizon, cfg.action_dim), generator=p._generator) for p in policies], rows)
         with torch.inference_mode():
-            actions = self.model.sample(inputs["images"][None], inputs["state"][None], noise,
-                                        self.inference_steps)[0].numpy()
-        return self.normalizer.unaction(actions[: cfg.execute]).astype(np.float32)
+            actions = first.model.sample(stack_rows([i["images"] for i in inputs]),
+                                         stack_rows([i["state"] for i in inputs]), torch.cat(noise),
+                                         first.inference_steps).numpy()
+        return [p.normalizer.unaction(a[: cfg.execute]).astype(np.float32) for p, a in zip(policies, actions)]
+
+    def _inputs(self) -> dict:
+        frames = [list(o["images"].values()) for o in self.history]
+        return self.recipe.observation(frames, np.stack([o["state"] for o in self.history]), self.normalizer)
 
 
-def make_dp(env, checkpoint: str | Path | None = None, inference_steps: int | None = None) -> DpPolicy:
+def make_dp(description: EnvDescription, checkpoint: Path, inference_steps: int | None = None) -> DpPolicy:
     """`inference_steps`: DDIM steps a plan takes (default the checkpoint config's, 10)."""
-    return DpPolicy(env, resolve(checkpoint, per_task_checkpoint("dp", env), "dp"), inference_steps)
+    return DpPolicy(description, checkpoint, inference_steps)

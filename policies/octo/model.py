@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from pi0bench.policies.octo.config import OctoConfig
@@ -235,11 +236,12 @@ class OctoModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, batch: dict, noise: torch.Tensor, action_mask: torch.Tensor,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
         """Ancestral DDPM sampling from `noise` [B, horizon, action_dim], one transformer pass,
         20 head passes. The sample is clipped to ± max_action after every step, and the padded
         dims (False in `action_mask` [B, action_dim]) are reset to the noise they carry at that
-        step in training, so the head sees what it was trained on."""
+        step in training, so the head sees what it was trained on. `generator` may be one per
+        row, so a batch of episodes draws what each would alone."""
         cfg = self.cfg
         embedding = self.readout(batch)
         keep = action_mask[:, None, :].expand(-1, cfg.horizon, -1).flatten(1)
@@ -251,6 +253,6 @@ class OctoModel(nn.Module):
             x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
             x = x.clamp(-cfg.max_action, cfg.max_action)
             if t > 0:
-                padded = (1 - alphas[t - 1]).sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                padded = (1 - alphas[t - 1]).sqrt() * randn_tensor(x.shape, generator=generator, dtype=x.dtype)
                 x = torch.where(keep, x, padded)
         return x.view(-1, cfg.horizon, cfg.action_dim)

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, resolve
+from pi0bench.checkpoint import load_for_env
+from pi0bench.envs.description import EnvDescription
+from pi0bench.policies.base import padded
 from pi0bench.errors import UserError
 from pi0bench.policies.replanning import ReplanningPolicy
 from pi0bench.policies.octo.recipe import OctoRecipe
@@ -21,28 +23,40 @@ from pi0bench.policies.octo.recipe import OctoRecipe
 
 
 class OctoPolicy(ReplanningPolicy):
-    def __init__(self, env, checkpoint: Path):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, OctoRecipe)
+    def __init__(self, description: EnvDescription, checkpoint: Path):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, OctoRecipe)
         cfg = self.recipe.config
-        if len(env.cameras) > len(cfg.image_sizes):
+        if len(description.cameras) > len(cfg.image_sizes):
             raise UserError(f"{cfg.name} reads at most {len(cfg.image_sizes)} cameras, the env gives "
-                            f"{len(env.cameras)}; choose fewer with --cameras")
+                            f"{len(description.cameras)}; choose fewer with --cameras")
         super().__init__(window=cfg.window)
-        self.action_dim = env.robot.action_dim
+        self.action_dim = description.action_dim
         self.action_mask = torch.zeros(1, cfg.action_dim, dtype=torch.bool)
         self.action_mask[:, : self.action_dim] = True
 
-    def _plan(self) -> np.ndarray:
-        cfg = self.recipe.config
+    @classmethod
+    def _plan_batch(cls, policies: list[OctoPolicy], rows: int | None) -> list[np.ndarray]:
+        """One batched sample; every row's noise, initial and per step, comes from its own
+        policy's generator (a list of generators, as diffusers' schedulers take); padding rows
+        draw from throwaway ones."""
+        first = policies[0]
+        cfg = first.recipe.config
+        noise = torch.cat(padded([torch.randn((1, cfg.horizon, cfg.action_dim), generator=p._generator)
+                                  for p in policies], rows))
+        generators = [p._generator for p in policies]
+        generators += [torch.Generator().manual_seed(0) for _ in range(len(noise) - len(generators))]
+        with torch.inference_mode():
+            chunks = first.model.sample(first.recipe.batch(padded([p._inputs() for p in policies], rows)), noise,
+                                        first.action_mask.expand(len(noise), -1),
+                                        generators[0] if len(generators) == 1 else generators)
+        return [p.normalizer.unaction(c.numpy()[:, : p.action_dim]).astype(np.float32) for p, c in zip(policies, chunks)]
+
+    def _inputs(self) -> dict:
         names = list(self.history[-1]["images"])
         cameras = [np.stack([o["images"][name] for o in self.history]) for name in names]
         states = np.stack([o["state"] for o in self.history])
-        inputs = self.recipe.observation(cameras, states, self.history[-1]["prompt"], self.normalizer)
-        noise = torch.randn((1, cfg.horizon, cfg.action_dim), generator=self._generator)
-        with torch.inference_mode():
-            chunk = self.model.sample(self.recipe.batch([inputs]), noise, self.action_mask, self._generator)[0]
-        return self.normalizer.unaction(chunk.numpy()[:, : self.action_dim]).astype(np.float32)
+        return self.recipe.observation(cameras, states, self.history[-1]["prompt"], self.normalizer)
 
 
-def make_octo(env, checkpoint: str | Path | None = None) -> OctoPolicy:
-    return OctoPolicy(env, resolve(checkpoint, "octo-tiny", "octo"))
+def make_octo(description: EnvDescription, checkpoint: Path) -> OctoPolicy:
+    return OctoPolicy(description, checkpoint)

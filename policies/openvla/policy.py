@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, resolve
+from pi0bench.checkpoint import load_for_env
+from pi0bench.envs.description import EnvDescription
+from pi0bench.policies.base import padded
 from pi0bench.policies.openvla.action_tokenizer import from_unit
 from pi0bench.policies.openvla.config import AUTOREGRESSIVE
 from pi0bench.policies.openvla.inputs import camera_for
@@ -23,9 +25,10 @@ from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe, ac
 
 
 class OpenVlaPolicy:
-    def __init__(self, env, checkpoint: Path, policy: str):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, OpenVlaOftRecipe if policy == "openvla-oft" else OpenVlaRecipe)
-        self.robot, self.action_dim = env.robot.name, env.robot.action_dim
+    def __init__(self, description: EnvDescription, checkpoint: Path, policy: str):
+        recipe_class = OpenVlaOftRecipe if policy == "openvla-oft" else OpenVlaRecipe
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, recipe_class)
+        self.robot, self.action_dim = description.robot, description.action_dim
         camera_for(self.robot)
         config = self.recipe.config
         self.execute_steps = config.chunk
@@ -37,18 +40,26 @@ class OpenVlaPolicy:
         """Nothing to reset: decoding is greedy and the regression head deterministic."""
 
     def act(self, obs: dict) -> np.ndarray:
-        batch = self.recipe.batch([obs], [self.robot], {self.robot: self.normalizer})
+        return self.act_batch([self], [obs])[0]
+
+    @classmethod
+    def act_batch(cls, policies: list[OpenVlaPolicy], observations: list[dict], rows: int | None = None) -> list[np.ndarray]:
+        """One (left-padded) batch for the observations of several siblings (base.act_batch)."""
+        first = policies[0]
+        n = len(policies)
+        rows_in = padded(list(observations), rows)
+        batch = first.recipe.batch(rows_in, [first.robot] * len(rows_in), {first.robot: first.normalizer})
         with torch.inference_mode():
-            if self.autoregressive:
-                tokens = self.model.decode(batch, self.action_dim)[0].numpy()
-                return self.tokenizer.decode(tokens)[None]
-            chunk = self.model.predict_chunk(batch)[0, :, : self.action_dim].numpy()
-        return from_unit(chunk, *self.bounds)
+            if first.autoregressive:
+                tokens = first.model.decode(batch, first.action_dim).numpy()
+                return [first.tokenizer.decode(row)[None] for row in tokens[:n]]
+            chunks = first.model.predict_chunk(batch)[:n, :, : first.action_dim].numpy()
+        return [from_unit(chunk, *first.bounds) for chunk in chunks]
 
 
-def make_openvla(env, checkpoint: str | Path | None = None) -> OpenVlaPolicy:
-    return OpenVlaPolicy(env, resolve(checkpoint, "openvla-small", "openvla"), "openvla")
+def make_openvla(description: EnvDescription, checkpoint: Path) -> OpenVlaPolicy:
+    return OpenVlaPolicy(description, checkpoint, "openvla")
 
 
-def make_openvla_oft(env, checkpoint: str | Path | None = None) -> OpenVlaPolicy:
-    return OpenVlaPolicy(env, resolve(checkpoint, "openvla-oft-small", "openvla-oft"), "openvla-oft")
+def make_openvla_oft(description: EnvDescription, checkpoint: Path) -> OpenVlaPolicy:
+    return OpenVlaPolicy(description, checkpoint, "openvla-oft")

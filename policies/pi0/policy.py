@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pi0bench.checkpoint import load_for_env, resolve
+from pi0bench.checkpoint import load_for_env
+from pi0bench.envs.description import EnvDescription
+from pi0bench.policies.base import padded, stack_rows
 from pi0bench.policies.pi0.inputs import example
 from pi0bench.policies.pi0.model import Guidance
 from pi0bench.policies.pi0.recipe import Pi0Recipe
@@ -34,10 +36,10 @@ class Pi0Policy:
     `act_guided` is the real-time-chunking variant (`--realtime-mode rtc`): the same sample,
     guided to continue the chunk still being executed; `rtc_max_guidance` is its clip β."""
 
-    def __init__(self, env, checkpoint: Path, rtc_max_guidance: float = 5.0):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, env, Pi0Recipe)
-        self.action_dim = env.robot.action_dim
-        self.execute_steps = 25 if env.robot.control_hz >= 50 else 16
+    def __init__(self, description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, Pi0Recipe)
+        self.action_dim = description.action_dim
+        self.execute_steps = 25 if description.control_hz >= 50 else 16
         self.rtc_max_guidance = float(rtc_max_guidance)
         self._generator = torch.Generator().manual_seed(0)
 
@@ -45,7 +47,18 @@ class Pi0Policy:
         self._generator = torch.Generator().manual_seed(int(seed))
 
     def act(self, obs: dict) -> np.ndarray:
-        return self._sample(obs, None)
+        return self.act_batch([self], [obs])[0]
+
+    @classmethod
+    def act_batch(cls, policies: list[Pi0Policy], observations: list[dict], rows: int | None = None) -> list[np.ndarray]:
+        """One batched sample for the observations of several siblings (base.act_batch); each
+        row's initial noise comes from its own policy's generator."""
+        examples = padded([p._inputs(o) for p, o in zip(policies, observations)], rows)
+        batch = {k: stack_rows([e[k] for e in examples]) for k in examples[0]}
+        noise = torch.cat(padded([p._noise() for p in policies], rows))
+        with torch.no_grad():
+            chunks = policies[0].model.sample(batch, steps=FLOW_STEPS, noise=noise).numpy()
+        return [p._unaction(chunk) for p, chunk in zip(policies, chunks)]
 
     def act_guided(self, obs: dict, previous: np.ndarray, delay: int) -> np.ndarray:
         """A chunk whose first rows continue `previous` — the last chunk's rows not yet
@@ -59,18 +72,25 @@ class Pi0Policy:
         return self._sample(obs, Guidance(torch.from_numpy(target)[None], torch.from_numpy(weights)[None],
                                           self.rtc_max_guidance))
 
-    def _sample(self, obs: dict, guidance: Guidance | None) -> np.ndarray:
-        cfg = self.recipe.config
-        inputs = example(list(obs["images"].values()), obs["state"], obs["prompt"], self.normalizer,
-                         self.recipe.tokenizer, cfg.vision.image_size, cfg.max_prompt_tokens,
-                         cfg.action_dim)
-        batch = {k: v[None] for k, v in inputs.items()}
-        noise = torch.randn((1, cfg.horizon, cfg.action_dim), generator=self._generator)
+    def _sample(self, obs: dict, guidance: Guidance) -> np.ndarray:
+        batch = {k: v[None] for k, v in self._inputs(obs).items()}
         # no_grad rather than inference_mode: guidance differentiates through the flow
         with torch.no_grad():
-            chunk = self.model.sample(batch, steps=FLOW_STEPS, noise=noise, guidance=guidance)[0].numpy()
+            chunk = self.model.sample(batch, steps=FLOW_STEPS, noise=self._noise(), guidance=guidance)[0].numpy()
+        return self._unaction(chunk)
+
+    def _inputs(self, obs: dict) -> dict:
+        cfg = self.recipe.config
+        return example(list(obs["images"].values()), obs["state"], obs["prompt"], self.normalizer,
+                       self.recipe.tokenizer, cfg.vision.image_size, cfg.max_prompt_tokens, cfg.action_dim)
+
+    def _noise(self) -> torch.Tensor:
+        cfg = self.recipe.config
+        return torch.randn((1, cfg.horizon, cfg.action_dim), generator=self._generator)
+
+    def _unaction(self, chunk: np.ndarray) -> np.ndarray:
         return self.normalizer.unaction(chunk[:, : self.action_dim]).astype(np.float32)
 
 
-def make_pi0(env, checkpoint: str | Path | None = None, rtc_max_guidance: float = 5.0) -> Pi0Policy:
-    return Pi0Policy(env, resolve(checkpoint, "pi0-small", "pi0"), rtc_max_guidance)
+def make_pi0(description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0) -> Pi0Policy:
+    return Pi0Policy(description, checkpoint, rtc_max_guidance)

@@ -1,0 +1,52 @@
+"""What a policy may know about the env it will drive, as one small frozen value.
+
+Policy factories are built from an `EnvDescription` (plus a checkpoint and options), never from
+a live env, so a policy process, a server or `compare`'s fit check can build or vet a policy
+without a simulator. Both env families expose theirs as ``env.unwrapped.description``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass(frozen=True)
+class EnvDescription:
+    task: str
+    robot: str  # checkpoints are keyed by robot name
+    action_dim: int
+    state_dim: int
+    control_hz: float
+    cameras: tuple[str, ...]  # the cameras an observation carries, in order
+    image_size: tuple[int, int]  # (height, width) of every image
+    instruction: str  # the task's default prompt (a language perturbation may reword it)
+    stages: tuple[str, ...]  # rubric stages, in order
+    max_steps: int  # control steps before truncation
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    still_action: tuple[float, ...] | None = None  # keeps relative-command robots still (robosuite)
+    expert: bool = True  # whether the task has a scripted privileged-state expert
+
+    @property
+    def action_space(self) -> spaces.Box:
+        return spaces.Box(np.asarray(self.action_low, np.float32), np.asarray(self.action_high, np.float32),
+                          dtype=np.float32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe_task(task, cameras: tuple[str, ...], image_size: tuple[int, int]) -> EnvDescription:
+    """The description of one of the project's tasks (what TaskEnv exposes), from the task and
+    its robot alone: no model is compiled and nothing is rendered."""
+    robot = task.make_robot()
+    low, high = robot.action_bounds()
+    return EnvDescription(
+        task=task.name, robot=robot.name, action_dim=robot.action_dim, state_dim=robot.action_dim,
+        control_hz=float(robot.control_hz), cameras=tuple(cameras), image_size=tuple(image_size),
+        instruction=task.instruction, stages=tuple(s.name for s in task.stages),
+        max_steps=round(task.episode_seconds * robot.control_hz),
+        action_low=tuple(float(v) for v in low), action_high=tuple(float(v) for v in high))
