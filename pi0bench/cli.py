@@ -19,6 +19,17 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 
+# Options several commands share (typer reads each default's metadata; reusing one is safe).
+CELL_SEED = typer.Option(0, help="base seed; every cell plays the same initial states")
+CELL_WORKERS = typer.Option(1, help="worker processes per cell")
+IMAGE_SIZE = typer.Option(128, help="camera image height and width in pixels")
+CAMERAS = typer.Option(None, help="comma-separated cameras (default: the robot's), or none")
+CHECKPOINT = typer.Option(None, help="weights for policies that load them")
+TIMEOUT = typer.Option(30.0, help="seconds one policy call may take before its episode is an error")
+BACKEND = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])")
+ADDRESS = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)")
+
+
 @app.command()
 def tasks() -> None:
     """List the tasks: robot, instruction, episode length, rubric; then those of task families
@@ -74,17 +85,17 @@ def eval_(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (default results/runs/POLICY-TASK-seedSEED)"),
     videos: int = typer.Option(0, help="write mp4 videos of the first K episodes"),
     execute_steps: Optional[int] = typer.Option(None, help="actions executed per chunk (default: the policy's)"),
-    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
+    image_size: int = IMAGE_SIZE,
     cameras: Optional[str] = typer.Option(
         None, help="comma-separated cameras (default: the robot's policy cameras); 'none' renders "
                    "nothing, for privileged-state policies such as scripted"),
-    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+    timeout: float = TIMEOUT,
     overwrite: bool = typer.Option(False, help="discard the episodes already in the run directory"),
     checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them (pi0, act, dp, octo, openvla, openvla-oft)"),
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
                                                   "(act: temporal_ensemble=0.01; dp: inference_steps=16)"),
-    backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
+    backend: str = BACKEND,
+    address: Optional[str] = ADDRESS,
     realtime: bool = typer.Option(False, help="simulated time runs on while the policy thinks (also runs a "
                                               "no-latency baseline into OUT/baseline for the report)"),
     realtime_mode: str = typer.Option("naive", help="real-time execution of a late chunk: naive (from its first "
@@ -124,7 +135,7 @@ def eval_(
 def serve(
     policy: str = typer.Option(..., help="policy name (see `pi0bench policies`)"),
     task: str = typer.Option("towel_fold", help="task whose robot (and per-task weights) the policy is built for"),
-    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them"),
+    checkpoint: Optional[str] = CHECKPOINT,
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable"),
     cameras: Optional[str] = typer.Option(None, help="comma-separated cameras the policy reads (default: the robot's)"),
     host: str = typer.Option("127.0.0.1", help="interface to bind; 0.0.0.0 exposes the server to the network"),
@@ -181,13 +192,13 @@ def compare_(
     tasks: str = typer.Option("all", help="comma-separated tasks, or 'all'"),
     episodes: int = typer.Option(10, help="episodes per (policy, task) cell"),
     seed: int = typer.Option(0, help="base seed; every policy plays the same initial states"),
-    workers: int = typer.Option(1, help="worker processes per cell"),
+    workers: int = CELL_WORKERS,
     out_dir: Path = typer.Option(Path("results/compare"), "--out", help="comparison directory; rerun to resume"),
-    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
+    image_size: int = IMAGE_SIZE,
     videos: int = typer.Option(0, help="write mp4 videos of the first K episodes of each cell"),
-    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
-    backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
+    timeout: float = TIMEOUT,
+    backend: str = BACKEND,
+    address: Optional[str] = ADDRESS,
     shared_policy: bool = typer.Option(False, help="one policy process holds the model; the workers' calls that "
                                                    "arrive together are answered in one batched forward pass"),
     max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
@@ -216,15 +227,15 @@ def latency_sweep_(
     modes: str = typer.Option("naive,skip,rtc", help="comma-separated execution modes (naive, skip, rtc)"),
     latency_jitter_ms: float = typer.Option(0.0, help="Gaussian jitter per call (standard deviation), seeded"),
     episodes: int = typer.Option(30, help="episodes per (mode, latency) cell"),
-    seed: int = typer.Option(0, help="base seed; every cell plays the same initial states"),
-    workers: int = typer.Option(1, help="worker processes per cell"),
+    seed: int = CELL_SEED,
+    workers: int = CELL_WORKERS,
     out_dir: Path = typer.Option(Path("results/latency"), "--out", help="sweep directory; rerun to resume"),
-    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
-    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's), or none"),
-    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them"),
+    image_size: int = IMAGE_SIZE,
+    cameras: Optional[str] = CAMERAS,
+    checkpoint: Optional[str] = CHECKPOINT,
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
                                                   "(act: temporal_ensemble=0.01; pi0: rtc_max_guidance=5)"),
-    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
+    timeout: float = TIMEOUT,
 ) -> None:
     """Every (execution mode, latency) cell on the same initial states, with paired tests against naive."""
     from pi0bench.latency_sweep import SweepConfig, latency_sweep
@@ -266,16 +277,16 @@ def robustness_(
                                          "init, dynamics, sensor), or all"),
     levels: str = typer.Option("1,2,3", help="comma-separated levels, 1 (mild) to 3 (strong)"),
     episodes: int = typer.Option(30, help="episodes per cell (clean and each axis x level)"),
-    seed: int = typer.Option(0, help="base seed; every cell plays the same initial states"),
-    workers: int = typer.Option(1, help="worker processes per cell"),
+    seed: int = CELL_SEED,
+    workers: int = CELL_WORKERS,
     out_dir: Path = typer.Option(Path("results/robustness"), "--out", help="robustness directory; rerun to resume"),
-    image_size: int = typer.Option(128, help="camera image height and width in pixels"),
-    cameras: Optional[str] = typer.Option(None, help="comma-separated cameras (default: the robot's), or none"),
-    checkpoint: Optional[str] = typer.Option(None, help="weights for policies that load them"),
+    image_size: int = IMAGE_SIZE,
+    cameras: Optional[str] = CAMERAS,
+    checkpoint: Optional[str] = CHECKPOINT,
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable"),
-    timeout: float = typer.Option(30.0, help="seconds one policy call may take before its episode is an error"),
-    backend: str = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])"),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)"),
+    timeout: float = TIMEOUT,
+    backend: str = BACKEND,
+    address: Optional[str] = ADDRESS,
 ) -> None:
     """Clean and every (axis, level) perturbation on the same initial states, paired with clean."""
     from pi0bench.envs.perturb import AXES
@@ -286,8 +297,7 @@ def robustness_(
                               levels=_numbers(levels, "--levels", int), episodes=episodes,
                               seed=seed, workers=workers, image_size=image_size, cameras=_camera_list(cameras),
                               checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
-                              timeout_s=timeout if timeout > 0 else None, backend=backend, address=address,
-                           shared_policy=shared_policy, max_batch=max_batch)
+                              timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)
     out.print(robustness_table(robustness(config, console=err)))
     out.print(f"report: {out_dir / 'report.md'}")
 
@@ -309,7 +319,7 @@ def robustness_table(summary: dict) -> Table:
 def regress_(
     reference: Path = typer.Option(Path("results/reference/ci.json"), help="reference file (cells and their episodes)"),
     out_dir: Path = typer.Option(Path("results/runs/regress"), "--out", help="where the fresh runs are written"),
-    workers: int = typer.Option(1, help="worker processes per cell"),
+    workers: int = CELL_WORKERS,
     update: bool = typer.Option(False, help="store this run as the new reference (after a deliberate change)"),
 ) -> None:
     """Re-run the reference cells on the same seeds; exit 1 if any cell's sim score dropped."""

@@ -111,3 +111,17 @@ def test_resuming_into_a_different_run_is_refused(tmp_path):
     clash = _run("eval", "--policy", "random", "--task", "drawer_tidy", "--episodes", "1",
                  "--image-size", "32", "--out", str(out))
     assert clash.returncode == 2 and "holds a different run" in clash.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["robustness", "--policy", "hold", "--task", "drawer_tidy", "--axes", "light", "--levels", "1",
+     "--episodes", "1", "--image-size", "32"],
+    ["latency-sweep", "--policy", "hold", "--task", "drawer_tidy", "--latency-ms", "0,100", "--modes", "naive",
+     "--episodes", "1", "--cameras", "none"],
+    ["eval", "--policy", "random", "--task", "drawer_tidy", "--episodes", "1", "--cameras", "none",
+     "--shared-policy", "--max-batch", "2"],
+])
+def test_every_multi_cell_command_runs_from_the_command_line(tmp_path, command):
+    result = _run(*command, "--out", str(tmp_path / "out"), env={**os.environ, "MUJOCO_GL": "egl"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "report.md").is_file()
