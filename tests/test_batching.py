@@ -242,6 +242,7 @@ def test_a_shared_policy_run_equals_the_unshared_one_at_batch_one(tmp_path):
     assert _shas(tmp_path / "shared", policy="act", workers=2, shared_policy=True, max_batch=1) == plain
 
 
+@pytest.mark.slow
 def test_a_batched_shared_policy_run_replays_whatever_the_worker_count(tmp_path):
     one = _shas(tmp_path / "one", policy="act", workers=1, shared_policy=True, max_batch=2)
     two = _shas(tmp_path / "two", policy="act", workers=2, shared_policy=True)  # max_batch = workers = 2
@@ -250,6 +251,7 @@ def test_a_batched_shared_policy_run_replays_whatever_the_worker_count(tmp_path)
         evaluate(EvalConfig(policy="act", task="drawer_tidy", episodes=2, image_size=64, out=tmp_path / "two"))
 
 
+@pytest.mark.slow
 def test_policies_without_native_batching_replay_exactly_when_shared(tmp_path):
     assert _shas(tmp_path / "shared", policy="random", workers=2, shared_policy=True) == \
         _shas(tmp_path / "plain", policy="random")
