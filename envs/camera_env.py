@@ -2,7 +2,7 @@
 
 Observation (the same for every policy, as in openpi/LeRobot):
 ``{"images": {camera: HxWx3 uint8}, "state": float32[D], "prompt": str}``. A subclass provides
-`robot` (with `cameras`, `default_cameras`, `check_cameras`), `model`, `data`, `advance(action)`
+`robot` (with `name`, `cameras`, `default_cameras`), `model`, `data`, `advance(action)`
 and `observe()`; this base renders only the cameras asked for, with one renderer made on first
 use, inside the process that uses it.
 """
@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from pi0bench.envs.description import choose_cameras
 from pi0bench.envs.render import CameraRenderer, check_model_cameras
 
 PROMPT_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-!?")
@@ -28,9 +29,7 @@ class CameraEnv(gym.Env):
     def _init_view(self, cameras: tuple[str, ...] | None, image_size: int | tuple[int, int],
                    render_mode: str | None) -> None:
         """Check and keep the cameras (the robot's defaults when None) and the image size."""
-        cameras = tuple(self.robot.default_cameras if cameras is None else cameras)
-        self.robot.check_cameras(cameras)
-        self.cameras = cameras
+        self.cameras = choose_cameras(self.robot, cameras)
         self.height, self.width = (image_size, image_size) if isinstance(image_size, int) else image_size
         self.render_mode = render_mode
         self._renderer: CameraRenderer | None = None

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from gymnasium import spaces
 
+from pi0bench.errors import UserError
+
 
 @dataclass(frozen=True)
 class EnvDescription:
@@ -37,6 +39,17 @@ class EnvDescription:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def choose_cameras(robot, cameras: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The cameras an env shows: the robot's defaults when None. An unknown name is a one-line
+    error naming the valid ones, raised before any env or renderer exists."""
+    chosen = tuple(robot.default_cameras if cameras is None else cameras)
+    unknown = [c for c in chosen if c not in robot.cameras]
+    if unknown:
+        raise UserError(f"unknown camera {unknown[0]!r} for the {robot.name} robot; "
+                        f"choose from {', '.join(robot.cameras)}")
+    return chosen
 
 
 def describe_task(task, cameras: tuple[str, ...], image_size: tuple[int, int]) -> EnvDescription:

@@ -28,7 +28,6 @@ from gymnasium import spaces
 
 from pi0bench.envs.camera_env import CameraEnv
 from pi0bench.envs.description import EnvDescription
-from pi0bench.errors import UserError
 
 
 
@@ -79,12 +78,6 @@ class RobosuiteRobot:
         """The action that keeps the robots where they are: robosuite's default controllers take
         relative commands (OSC and gripper deltas), so all zeros."""
         return np.zeros(self.action_dim, np.float32)
-
-    def check_cameras(self, cameras: tuple[str, ...]) -> None:
-        unknown = [c for c in cameras if c not in self.cameras]
-        if unknown:
-            raise UserError(f"unknown camera {unknown[0]!r} for the {self.name} robot; "
-                            f"choose from {', '.join(self.cameras)}")
 
 
 def describe_robots(suite_env) -> RobosuiteRobot:

@@ -9,7 +9,6 @@ import mujoco
 import numpy as np
 
 from pi0bench.envs import aloha, franka, viperx
-from pi0bench.errors import UserError
 
 
 @dataclass
@@ -48,12 +47,6 @@ class Robot:
             high[sl] = self.joint_limits[joint:joint + n, 1]
             joint += n
         return low, high
-
-    def check_cameras(self, cameras: tuple[str, ...]) -> None:
-        unknown = [c for c in cameras if c not in self.cameras]
-        if unknown:
-            raise UserError(f"unknown camera {unknown[0]!r} for the {self.name} robot; "
-                            f"choose from {', '.join(self.cameras)}")
 
     def bind(self, model: mujoco.MjModel) -> None:
         """Resolve names to ids once per compiled model (the hot path then indexes arrays)."""

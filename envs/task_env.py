@@ -40,13 +40,13 @@ class TaskEnv(CameraEnv):
         self.robot.bind(self.model)
         self.perturber.bind(self.model, self.robot)
         self.substeps = round(1.0 / (self.robot.control_hz * PHYSICS_TIMESTEP))
-        self.max_steps = round(self.task.episode_seconds * self.robot.control_hz)
         self.metadata = {**self.metadata, "render_fps": self.robot.control_hz}
 
         low, high = self.robot.action_bounds()
         self.action_space = spaces.Box(low, high, dtype=np.float32)
         self.observation_space = self._observation_space(self.robot.action_dim)
         self.description = describe_task(self.task, self.cameras, (self.height, self.width))
+        self.max_steps = self.description.max_steps
         self.steps = 0
         self.stages: dict[str, bool] = {}
 

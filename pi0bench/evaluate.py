@@ -23,6 +23,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from pi0bench.errors import UserError
+from pi0bench.envs.description import choose_cameras
 from pi0bench.envs.perturb import Perturbation, check_perturbations
 from pi0bench.realtime import Realtime
 from pi0bench.registry import (check_checkpoint, check_policy, check_policy_args, check_task, make_task,
@@ -90,7 +91,7 @@ class EvalConfig:
         if self.perturbations and task_family(self.task):
             raise UserError(f"--perturb applies to the project's own tasks, not {self.task!r}")
         if self.cameras:  # before the run directory or any worker exists
-            make_task(self.task).make_robot().check_cameras(self.cameras)
+            choose_cameras(make_task(self.task).make_robot(), self.cameras)
 
     def _check_shared(self) -> None:
         from pi0bench.registry import PRIVILEGED, is_remote

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pi0bench.checkpoint import check_fits, resolve
-from pi0bench.envs.description import EnvDescription, describe_task
+from pi0bench.envs.description import EnvDescription, choose_cameras, describe_task
 from pi0bench.errors import UserError
 from pi0bench.tasks import TASKS, make_own_task  # the project's own tasks
 from pi0bench.wire import REMOTE_PREFIX
@@ -184,9 +184,7 @@ def describe_env(task: str, cameras: tuple[str, ...] | None = None, image_size: 
             env.close()
     own = make_own_task(task)
     robot = own.make_robot()
-    chosen = tuple(robot.default_cameras if cameras is None else cameras)
-    robot.check_cameras(chosen)
-    return describe_task(own, chosen, (image_size, image_size))
+    return describe_task(own, choose_cameras(robot, cameras), (image_size, image_size))
 
 
 def checkpoint_dir(policy: str, description: EnvDescription, checkpoint: str | None = None) -> Path:

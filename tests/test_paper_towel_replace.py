@@ -255,6 +255,7 @@ def test_expert_grasps_each_roll_on_the_way(env):
     assert stages_seen == {"grasp_old", "remove_old", "grasp_new", "place_new"}
 
 
+@pytest.mark.slow
 def test_expert_replaces_80_percent_of_50_rolls(tmp_path):
     assert evaluate_cell("scripted", "paper_towel_replace", 50, tmp_path / "scripted")["successes"] >= 40
 

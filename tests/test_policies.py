@@ -27,6 +27,7 @@ def test_floor_policies_never_succeed(drawer_env, name):
     assert all(r.steps == drawer_env.max_steps for r in records)
 
 
+@pytest.mark.slow
 def test_scripted_expert_reaches_90_percent_over_50_seeds(drawer_env):
     """The issue's bar for the expert; without cameras an episode costs ~0.5 s."""
     policy = make_policy("scripted", drawer_env)

@@ -353,6 +353,7 @@ def test_cloth_episode_is_determined_by_its_seed(towel_env):
     assert not np.array_equal(first, towel_env.data.qpos)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["random", "hold"])
 def test_floor_policies_never_fold(policy, tmp_path):
     cell = evaluate_cell(policy, "towel_fold", 10, tmp_path / policy)
