@@ -52,14 +52,16 @@ def choose_cameras(robot, cameras: tuple[str, ...] | None) -> tuple[str, ...]:
     return chosen
 
 
-def describe_task(task, cameras: tuple[str, ...], image_size: tuple[int, int]) -> EnvDescription:
+def describe_task(task, cameras: tuple[str, ...] | None, image_size: tuple[int, int]) -> EnvDescription:
     """The description of one of the project's tasks (what TaskEnv exposes), from the task and
-    its robot alone: no model is compiled and nothing is rendered."""
+    its robot alone: no model is compiled and nothing is rendered. `cameras` as for
+    `choose_cameras` (None: the robot's defaults)."""
     robot = task.make_robot()
+    cameras = choose_cameras(robot, cameras)
     low, high = robot.action_bounds()
     return EnvDescription(
         task=task.name, robot=robot.name, action_dim=robot.action_dim, state_dim=robot.action_dim,
-        control_hz=float(robot.control_hz), cameras=tuple(cameras), image_size=tuple(image_size),
+        control_hz=float(robot.control_hz), cameras=cameras, image_size=tuple(image_size),
         instruction=task.instruction, stages=tuple(s.name for s in task.stages),
         max_steps=round(task.episode_seconds * robot.control_hz),
         action_low=tuple(float(v) for v in low), action_high=tuple(float(v) for v in high))

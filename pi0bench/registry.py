@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pi0bench.checkpoint import check_fits, resolve
-from pi0bench.envs.description import EnvDescription, choose_cameras, describe_task
+from pi0bench.envs.description import EnvDescription, describe_task
 from pi0bench.errors import UserError
 from pi0bench.tasks import TASKS, make_own_task  # the project's own tasks
 from pi0bench.wire import REMOTE_PREFIX
@@ -182,9 +182,7 @@ def describe_env(task: str, cameras: tuple[str, ...] | None = None, image_size: 
             return env.description
         finally:
             env.close()
-    own = make_own_task(task)
-    robot = own.make_robot()
-    return describe_task(own, choose_cameras(robot, cameras), (image_size, image_size))
+    return describe_task(make_own_task(task), cameras, (image_size, image_size))
 
 
 def checkpoint_dir(policy: str, description: EnvDescription, checkpoint: str | None = None) -> Path:
