@@ -14,7 +14,7 @@ wobble does not fail a build. Simulation is deterministic, so unchanged code rep
 episode identically and passes with p = 1.
 
 Power: each cell's *detectable drop* is the smallest expected fall in success rate (or, for a
-cell with no successes, in mean score) that makes the cell fail with probability 0.8, for a
+cell with too few successes to lose, in mean score) that makes the cell fail with probability 0.8, for a
 degradation that loses each of the reference's successful (or scoring) episodes
 independently with the same probability. With the one-sided exact tests a cell needs at
 least 5 lost episodes at level 0.05 (0.5^5 < 0.05), so a cell of 4 episodes can never fail;
@@ -83,19 +83,21 @@ def _smallest_loss_rate(k: int, needed: int, power: float) -> float | None:
 def detectable_drop(success: list, score: list, level: float = LEVEL, min_effect: float = MIN_EFFECT,
                     power: float = POWER) -> tuple[float | None, str]:
     """(smallest expected drop this cell detects with `power`, "success" or "score"). Success
-    is judged when the reference has successes; otherwise the score (episodes with points)."""
+    is judged when the reference's successes are enough to lose; otherwise the score (episodes
+    with points), so a policy that rarely succeeds but scores steadily still has a gate."""
     success, score = np.asarray(success, bool), np.asarray(score, float)
     n = len(success)
     if success.any():
         k = int(success.sum())
         q = _smallest_loss_rate(k, losses_needed(n, level, min_effect), power)
-        return (None if q is None else q * k / n), "success"
+        if q is not None:
+            return q * k / n, "success"
     scoring = score[score > 0]
-    if not len(scoring):
-        return None, "score"
-    mean = float(scoring.mean())
-    q = _smallest_loss_rate(len(scoring), losses_needed(n, level, min_effect, per_loss=mean), power)
-    return (None if q is None else q * len(scoring) * mean / n), "score"
+    mean = float(scoring.mean()) if len(scoring) else 0.0
+    q = _smallest_loss_rate(len(scoring), losses_needed(n, level, min_effect, per_loss=mean), power) if mean else None
+    if q is None:
+        return None, "success" if success.any() else "score"
+    return q * len(scoring) * mean / n, "score"
 
 
 def episodes_needed(success_rate: float, level: float = LEVEL, min_effect: float = MIN_EFFECT) -> int | None:

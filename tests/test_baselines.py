@@ -217,7 +217,9 @@ def test_episode_through_the_real_loop(tmp_path, drawer_env, policy, cfg, build,
     record = run_episode(drawer_env, agent, task="drawer_tidy", policy_name=policy, seed=0, episode=0)
     assert record.error == "" and record.steps == drawer_env.max_steps
     again = run_episode(drawer_env, agent, task="drawer_tidy", policy_name=policy, seed=0, episode=0)
-    assert again.stages == record.stages and again.steps == record.steps
+    # an untrained model scores 0 and runs to the limit either way: only the final simulator
+    # state can tell a replay that diverged from one that did not
+    assert record.final_state_sha and again.final_state_sha == record.final_state_sha
 
 
 @pytest.mark.parametrize("policy,cfg", [("act", TINY_ACT), ("dp", TINY_DP)])

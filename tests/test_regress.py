@@ -125,6 +125,26 @@ def test_update_refuses_a_cell_that_can_never_fail(tmp_path):
     assert "success" not in json.loads(reference.read_text())["cells"][0]  # nothing was stored
 
 
+def test_a_cell_with_too_few_successes_to_lose_is_gated_on_its_score():
+    """One success in 30 can never fail a McNemar test, but 30 episodes that each earn 3 of 4
+    points can fail a sign test: the cell is judged, and sized, on its score."""
+    from pi0bench.regress import LEVEL, MIN_EFFECT, detectable_drop, judge
+
+    success = [0] * 30
+    success[12] = 1
+    score = [0.75] * 30
+    score[12] = 1.0
+    drop, measure = detectable_drop(success, score)
+    assert measure == "score" and 0.1 <= drop <= 0.25
+    assert detectable_drop(success, [0.0] * 12 + [1.0] + [0.0] * 17) == (None, "success")
+    reference = {"policy": "p", "task": "t", "success": success, "score": score}
+    assert not judge(reference, reference, LEVEL, MIN_EFFECT).regressed
+    worse = {**reference, "success": [0] * 30, "score": [s - 0.25 for s in score]}
+    assert judge(reference, worse, LEVEL, MIN_EFFECT).regressed
+    slightly = {**reference, "score": [s - 0.05 for s in score]}  # significant but under min_effect
+    assert not judge(reference, slightly, LEVEL, MIN_EFFECT).regressed
+
+
 def test_the_committed_gate_catches_a_15_point_expert_drop_on_every_task():
     from pi0bench.regress import detectable_drop, read_reference
 
@@ -133,6 +153,18 @@ def test_the_committed_gate_catches_a_15_point_expert_drop_on_every_task():
         (cell,) = [c for c in cells if c["policy"] == "scripted" and c["task"] == task]
         drop, measure = detectable_drop(cell["success"], cell["score"])
         assert measure == "success" and drop <= 0.15, (task, drop)
+
+
+def test_the_committed_gate_has_a_learned_cell_that_sees_a_25_point_drop():
+    """Where a learned policy scores (towel_fold in success, paper_towel_replace in score), the
+    committed reference holds a cell of it that fails on a 25-point fall with power 0.8."""
+    from pi0bench.regress import detectable_drop, read_reference
+
+    cells = read_reference(REPO / "results/reference/ci.json")["cells"]
+    for task, expected in (("towel_fold", "success"), ("paper_towel_replace", "score")):
+        (cell,) = [c for c in cells if c["policy"] != "scripted" and c["task"] == task]
+        drop, measure = detectable_drop(cell["success"], cell["score"])
+        assert measure == expected and drop is not None and drop <= 0.25, (task, drop, measure)
 
 
 class Flaky(Gripless):
