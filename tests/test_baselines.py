@@ -222,6 +222,7 @@ def test_episode_through_the_real_loop(tmp_path, drawer_env, policy, cfg, build,
     assert record.final_state_sha and again.final_state_sha == record.final_state_sha
 
 
+@pytest.mark.usefixtures("onednn_off")
 @pytest.mark.parametrize("policy,cfg", [("act", TINY_ACT), ("dp", TINY_DP)])
 def test_training_pipeline_fits_the_dataset(tmp_path, monkeypatch, policy, cfg):
     import json

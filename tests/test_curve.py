@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+from conftest import onednn_disabled
 from test_baselines import TINY_ACT
 
 from pi0bench.curve import learning_curve, training_episodes
@@ -24,8 +25,9 @@ def tiny_run(tmp_path_factory):
     record_demos(DemoConfig(task="drawer_tidy", episodes=3, out=root / "data", image_size=16, noise=0.01))
     configs = recipe_class("act").configs
     configs[TINY_ACT.name] = replace(TINY_ACT, state_dim=0, action_dim=0, cameras=0)
-    train(TrainConfig(policy="act", data=[root / "data"], out=root / "run", model=TINY_ACT.name, steps=4,
-                      batch_size=2, warmup=1, milestones=(0.5, 1.0)))
+    with onednn_disabled():
+        train(TrainConfig(policy="act", data=[root / "data"], out=root / "run", model=TINY_ACT.name, steps=4,
+                          batch_size=2, warmup=1, milestones=(0.5, 1.0)))
     yield root
     del configs[TINY_ACT.name]
 

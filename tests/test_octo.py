@@ -234,6 +234,7 @@ def aloha_dataset(root, episodes=2, length=20):
     return root
 
 
+@pytest.mark.usefixtures("onednn_off")
 def test_one_model_trains_on_both_robots(tmp_path, monkeypatch):
     """The Franka (8 dims, 2 cameras) and the bimanual robot (14 dims, 3 cameras) share one
     model: states and actions are padded to 14 with zero loss weight, the third camera slot is

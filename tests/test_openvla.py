@@ -237,6 +237,7 @@ def aloha_dataset(root, episodes=2, length=20):
     return root
 
 
+@pytest.mark.usefixtures("onednn_off")
 @pytest.mark.parametrize("policy,config", [("openvla", TINY), ("openvla-oft", TINY_OFT)])
 def test_training_pipeline_learns_both_robots_in_one_model(tmp_path, monkeypatch, policy, config):
     from pi0bench.registry import recipe_class

@@ -151,6 +151,7 @@ def synthetic_dataset(root, episodes=3, length=30):
     return root
 
 
+@pytest.mark.usefixtures("onednn_off")
 def test_training_resumes_exactly_where_it_stopped(tmp_path, monkeypatch):
     from pi0bench.policies.pi0 import recipe as recipe_module
     from pi0bench.train import TrainConfig, train
