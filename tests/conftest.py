@@ -25,8 +25,8 @@ def policy_threads():
 
 
 def onednn_disabled():
-    """Train tiny models without oneDNN. On this project's AMD EPYC CI machines, torch 2.13's
-    oneDNN backward on one thread corrupts the heap for a 16-px tiny ACT (`free(): invalid next
+    """Train tiny models without oneDNN. On the AMD EPYC machine measured on 2026-12-02, torch
+    2.13's oneDNN backward on one thread corrupts the heap for a 16-px tiny ACT (`free(): invalid next
     size`, then SIGABRT; fine on two threads or with oneDNN off; the 64-px recipes train
     normally). The tests check the training pipeline, not that kernel."""
     import torch
