@@ -52,8 +52,12 @@ compare: $(STAMP)
 regress: $(STAMP)
 	MUJOCO_GL=egl $(VENV)/bin/pi0bench regress --workers 2
 
+# One pytest worker per core (pytest-xdist), each test file kept on one worker so its module
+# fixtures are built once; every test runs torch on one thread (tests/conftest.py).
+TEST_WORKERS ?= auto
+
 test: $(STAMP) $(OPENPI_STAMP)
-	MUJOCO_GL=egl $(PY) -m pytest --durations=15
+	MUJOCO_GL=egl $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # The comparison page in headless Chromium, installed from the system's packages if missing.
 test-browser: $(STAMP)
