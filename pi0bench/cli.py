@@ -407,6 +407,8 @@ def train_(
     milestones: str = typer.Option("0.25,0.5,1", help="fractions of --steps whose weights are kept as "
                                                       "checkpoints/step-N (for `pi0bench curve`)"),
     threads: int = typer.Option(1, help="torch threads (set it explicitly: two jobs on two cores must not oversubscribe)"),
+    init_from: Optional[Path] = typer.Option(None, help="warm start: begin a new run (its own schedule) from this "
+                                                         "checkpoint's weights and normalisation, e.g. a finished run's checkpoints/last"),
 ) -> None:
     """Train a policy on demonstrations; writes checkpoints, losses.csv and loss.png."""
     from pi0bench.train import TrainConfig, train
@@ -421,7 +423,7 @@ def train_(
         raise UserError(f"--milestones must lie in (0, 1] (got {milestones!r})")
     config = TrainConfig(policy=policy, data=list(data), out=out_dir, model=model, steps=steps,
                          batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                         milestones=fractions, threads=threads)
+                         milestones=fractions, threads=threads, init_from=init_from)
     final = train(config, console=err)
     out.print(f"checkpoint: {final}")
 

@@ -6,12 +6,17 @@ checkpoint, per robot), periodic atomic checkpoints, and resume: rerunning the s
 continues from the last checkpoint with the same batches it would have drawn. Batches are a
 pure function of (seed, step), so an interrupted and resumed run trains on exactly what an
 uninterrupted one would.
+
+A warm start (`init_from`) begins a new run, with its own schedule, from another run's
+evaluation weights and normalisation: how a run whose cosine schedule has ended while its
+curve still rises keeps training.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import math
 import time
@@ -48,9 +53,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     milestones: tuple[float, ...] = (0.25, 0.5, 1.0)  # fractions of `steps` kept as step-N checkpoints
     threads: int = 1  # torch's intra-op threads (explicit: results and speed must not depend on the host)
+    init_from: Path | None = None  # warm start: a checkpoint of the same policy and model whose weights begin the run
 
     def to_dict(self) -> dict:
-        return {k: ([str(p) for p in v] if k == "data" else str(v) if k == "out" else v)
+        return {k: ([str(p) for p in v] if k == "data" else str(v) if k in ("out", "init_from") and v is not None else v)
                 for k, v in asdict(self).items()}
 
 
@@ -98,9 +104,14 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
     recipe_cls = recipe_class(config.policy)
     state_path = out / "checkpoints" / "last"
     resume = (state_path / "train_state.json").is_file()
+    init = _warm_start(config) if config.init_from and not resume else None
+    warm_start = init["warm_start"] if init else None
     if resume:
         saved = checkpoint.read_config(state_path)
         recipe = recipe_cls.from_dict(saved["model"])
+        warm_start = saved.get("warm_start")
+    elif init:
+        recipe = recipe_cls.from_dict(init["model"])
     else:
         name = config.model or recipe_cls.default_config
         if name not in recipe_cls.configs:
@@ -108,8 +119,18 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
         recipe = recipe_cls.from_name(name)
     data = TrainingData([Path(p) for p in config.data], recipe.chunk, recipe.history)
     if not resume:
-        recipe = recipe.for_datasets([d.info for d in data.sets])
-    normalizers = {r: Normalizer.from_dict(d) for r, d in data.normalizers.items()}
+        fitted = recipe.for_datasets([d.info for d in data.sets])
+        if init and fitted.config_dict() != recipe.config_dict():
+            changed = sorted(k for k, v in fitted.config_dict().items() if recipe.config_dict().get(k) != v)
+            raise UserError(f"--init-from {config.init_from} does not fit these datasets ({', '.join(changed)} differ); "
+                            "warm-start only on data of the same robots, cameras and dimensions")
+        recipe = fitted
+    # A run's normalisation is fixed when it starts: a warm start keeps the one its weights learned.
+    norm_dicts = saved["normalizers"] if resume else init["normalizers"] if init else data.normalizers
+    missing = sorted(set(data.robots) - set(norm_dicts))
+    if init and missing:
+        raise UserError(f"--init-from {config.init_from} was trained on {', '.join(norm_dicts)}, not on {', '.join(missing)}")
+    normalizers = {r: Normalizer.from_dict(d) for r, d in norm_dicts.items()}
     if config.lr is None:
         config = replace(config, lr=recipe.default_lr)
 
@@ -119,6 +140,9 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
                                   weight_decay=config.weight_decay)
     start = 0
+    if init:
+        checkpoint.load_weights(model, Path(config.init_from) / "model.safetensors")
+        console.print(f"warm start from {config.init_from} (its step {init.get('step')})")
     if resume:
         start = _restore(state_path, model, optimizer)
         _truncate_log(out / "losses.csv", start)
@@ -136,8 +160,9 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
     keep = milestone_steps(config)
 
     def save(step: int) -> None:
-        meta = {"policy": config.policy, "model": recipe.config_dict(), "normalizers": data.normalizers,
-                "step": step, "train": config.to_dict()}
+        meta = {"policy": config.policy, "model": recipe.config_dict(), "normalizers": norm_dicts,
+                "step": step, "train": config.to_dict(),
+                **({"warm_start": warm_start} if warm_start else {})}
         raw = {f"model.{k}": v for k, v in model.state_dict().items()}
         raw.update(_optimizer_tensors(optimizer))
         checkpoint.save(state_path, meta, ema.state_dict(),
@@ -173,6 +198,20 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
                 log.flush()
                 save(step + 1)
     return state_path
+
+
+def _warm_start(config: TrainConfig) -> dict:
+    """The config of the checkpoint a warm start begins from, checked to be this policy's and
+    model size's, with a sha256 of its weights recorded in the new run's identity."""
+    source = Path(config.init_from)
+    init = checkpoint.read_config(source)
+    if init.get("policy") != config.policy:
+        raise UserError(f"--init-from {source} is a {init.get('policy')!r} checkpoint, not a {config.policy!r} one")
+    name = init["model"].get("name")
+    if config.model is not None and config.model != name:
+        raise UserError(f"--init-from {source} is a {name!r} model, not {config.model!r}; drop --model or match it")
+    digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    return init | {"warm_start": {"checkpoint": str(source), "step": init.get("step"), "sha256": digest}}
 
 
 def milestone_steps(config: TrainConfig) -> set[int]:

@@ -57,3 +57,44 @@ def test_learning_curve_fit_checks_every_milestone(tiny_run):
 def test_a_run_without_milestones_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="no milestone checkpoints"):
         learning_curve(tmp_path, tmp_path, episodes=1, out=tmp_path / "c")
+
+
+def _weights(checkpoint_dir):
+    from safetensors.torch import load_file
+    return load_file(str(checkpoint_dir / "model.safetensors"))
+
+
+def test_a_warm_start_begins_from_the_checkpoint_s_weights_and_normalisation(tiny_run, tmp_path):
+    """At lr 0 nothing moves, so a warm-started run's weights are the source's exactly and a cold
+    run's are its own random init: the comparison fails if the weights are not loaded."""
+    import json
+
+    import torch
+
+    from pi0bench.train import TrainConfig, train
+
+    source = tiny_run / "run" / "checkpoints" / "last"
+    common = dict(policy="act", data=[tiny_run / "data"], steps=1, batch_size=2, warmup=1, lr=0.0, seed=7)
+    with onednn_disabled():
+        warm = train(TrainConfig(out=tmp_path / "warm", init_from=source, **common))
+        cold = train(TrainConfig(out=tmp_path / "cold", model=TINY_ACT.name, **common))
+    expected = _weights(source)
+    assert all(torch.equal(v, expected[k]) for k, v in _weights(warm).items())
+    assert not all(torch.equal(v, expected[k]) for k, v in _weights(cold).items())
+    config, origin = (json.loads((d / "config.json").read_text()) for d in (warm, source))
+    assert config["normalizers"] == origin["normalizers"] and config["model"] == origin["model"]
+    assert config["warm_start"]["step"] == 4 and len(config["warm_start"]["sha256"]) == 64
+    assert config["train"]["init_from"] == str(source)
+
+
+def test_a_warm_start_from_another_policy_or_size_is_one_clear_error(tiny_run, tmp_path):
+    from pi0bench.train import TrainConfig, train
+
+    source = tiny_run / "run" / "checkpoints" / "last"
+    with pytest.raises(UserError, match="is a 'act' checkpoint, not a 'dp' one"):
+        train(TrainConfig(policy="dp", data=[tiny_run / "data"], out=tmp_path / "a", init_from=source, steps=1))
+    with pytest.raises(UserError, match="drop --model or match it"):
+        train(TrainConfig(policy="act", data=[tiny_run / "data"], out=tmp_path / "b", init_from=source,
+                          model="act-small", steps=1))
+    with pytest.raises(UserError, match="is not a checkpoint"):
+        train(TrainConfig(policy="act", data=[tiny_run / "data"], out=tmp_path / "c", init_from=tmp_path, steps=1))
