@@ -69,6 +69,11 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
+def weights_sha256(directory: Path) -> str:
+    """The sha256 of a checkpoint's weights file: what names the exact weights a run used."""
+    return hashlib.sha256((Path(directory) / "model.safetensors").read_bytes()).hexdigest()
+
+
 def check_fits(directory: Path, policy: str, robot: str) -> dict:
     """The config of a checkpoint that must be `policy`'s and drive `robot`: a checkpoint of
     another family, or trained on another robot, is one clear error. Reads config.json only."""
@@ -137,6 +142,6 @@ def load_for_env(directory: Path, description, recipe_class):
 
     config = check_fits(directory, recipe_class.name, description.robot)
     recipe, model, config = load_policy_model(directory, recipe_class, config)
-    digest = hashlib.sha256((Path(directory) / "model.safetensors").read_bytes()).hexdigest()[:12]
+    digest = weights_sha256(directory)[:12]
     metadata = {"name": recipe_class.name, "version": recipe.config.name, "checkpoint": digest}
     return recipe, model, Normalizer.from_dict(config["normalizers"][description.robot]), metadata

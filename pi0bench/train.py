@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import json
 import math
 import time
@@ -210,8 +209,8 @@ def _warm_start(config: TrainConfig) -> dict:
     name = init["model"].get("name")
     if config.model is not None and config.model != name:
         raise UserError(f"--init-from {source} is a {name!r} model, not {config.model!r}; drop --model or match it")
-    digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
-    return init | {"warm_start": {"checkpoint": str(source), "step": init.get("step"), "sha256": digest}}
+    return init | {"warm_start": {"checkpoint": str(source), "step": init.get("step"),
+                                  "sha256": checkpoint.weights_sha256(source)}}
 
 
 def milestone_steps(config: TrainConfig) -> set[int]:
