@@ -135,13 +135,18 @@ def require(path: Path, policy: str) -> None:
                         "or pass --checkpoint DIR")
 
 
-def load_for_env(directory: Path, description, recipe_class):
-    """(recipe, model, normalizer, metadata) of a checkpoint that must drive the robot of the
-    env `description` (an EnvDescription) describes; checked before any weight is read."""
+def load_for_env(directory: Path, description, recipe_class, device: str = "cpu"):
+    """(recipe, model on `device`, normalizer, metadata) of a checkpoint that must drive the
+    robot of the env `description` (an EnvDescription) describes; the checkpoint and the device
+    are checked before any weight is read."""
     from pi0bench.normalize import Normalizer
+    from pi0bench.policies.device import CPU, torch_device
 
+    target = torch_device(device)
     config = check_fits(directory, recipe_class.name, description.robot)
     recipe, model, config = load_policy_model(directory, recipe_class, config)
     digest = weights_sha256(directory)[:12]
-    metadata = {"name": recipe_class.name, "version": recipe.config.name, "checkpoint": digest}
+    metadata = {"name": recipe_class.name, "version": recipe.config.name, "checkpoint": digest,
+                **({"device": str(target)} if target.type != CPU else {})}
+    model.to(target)
     return recipe, model, Normalizer.from_dict(config["normalizers"][description.robot]), metadata

@@ -28,6 +28,8 @@ CHECKPOINT = typer.Option(None, help="weights for policies that load them")
 TIMEOUT = typer.Option(30.0, help="seconds one policy call may take before its episode is an error")
 BACKEND = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])")
 ADDRESS = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)")
+DEVICE = typer.Option(None, help="where learned policies run their model: cpu (default), cuda, cuda:N or mps "
+                                  "(part of the run's identity when given)")
 
 
 @app.command()
@@ -110,6 +112,7 @@ def eval_(
                                                    "arrive together are answered in one batched forward pass"),
     max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
                                                        "(default --workers; part of the run's identity when > 1)"),
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
     from pi0bench.envs.perturb import parse_perturbation
@@ -121,7 +124,7 @@ def eval_(
         videos=videos, execute_steps=execute_steps, image_size=image_size,
         cameras=_camera_list(cameras),
         timeout_s=timeout if timeout > 0 else None, overwrite=overwrite, checkpoint=checkpoint,
-        policy_args=_policy_args(policy_arg), backend=backend, address=address,
+        policy_args=_policy_args(policy_arg, device), backend=backend, address=address,
         realtime=_realtime(realtime, realtime_mode, latency_ms, latency_jitter_ms),
         perturbations=tuple(parse_perturbation(p) for p in perturb),
         shared_policy=shared_policy, max_batch=max_batch,
@@ -145,12 +148,14 @@ def serve(
     max_message_mb: float = typer.Option(16.0, help="largest observation message accepted"),
     max_batch: int = typer.Option(8, help="most concurrent calls answered by one forward pass (1: one at a time)"),
     batch_window_ms: float = typer.Option(5.0, help="how long a call waits for others to batch with"),
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Serve a policy over openpi's websocket protocol (msgpack); SIGTERM stops it cleanly."""
     from pi0bench.serve import ServeConfig, serve_forever
 
-    serve_forever(ServeConfig(policy=policy, task=task, checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
-                              cameras=_camera_list(cameras), host=host, port=port, api_key=api_key,
+    serve_forever(ServeConfig(policy=policy, task=task, checkpoint=checkpoint,
+                              policy_args=_policy_args(policy_arg, device), cameras=_camera_list(cameras),
+                              host=host, port=port, api_key=api_key,
                               max_message_mb=max_message_mb, max_batch=max_batch, batch_window_ms=batch_window_ms))
 
 
@@ -203,6 +208,7 @@ def compare_(
                                                    "arrive together are answered in one batched forward pass"),
     max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
                                                        "(default --workers; part of the run's identity when > 1)"),
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Evaluate several policies on several tasks on identical initial states, with paired tests."""
     from pi0bench.compare import CompareConfig, compare, parse_names
@@ -213,7 +219,7 @@ def compare_(
                            tasks=parse_names(tasks, TASKS, "task"), out=out_dir, episodes=episodes,
                            seed=seed, workers=workers, image_size=image_size, videos=videos,
                            timeout_s=timeout if timeout > 0 else None, backend=backend, address=address,
-                           shared_policy=shared_policy, max_batch=max_batch)
+                           shared_policy=shared_policy, max_batch=max_batch, device=device)
     summary = compare(config, console=err)
     out.print(comparison_table(summary))
     out.print(f"report: {out_dir / 'report.md'}")
@@ -236,6 +242,7 @@ def latency_sweep_(
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
                                                   "(act: temporal_ensemble=0.01; pi0: rtc_max_guidance=5)"),
     timeout: float = TIMEOUT,
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Every (execution mode, latency) cell on the same initial states, with paired tests against naive."""
     from pi0bench.latency_sweep import SweepConfig, latency_sweep
@@ -244,7 +251,7 @@ def latency_sweep_(
                          modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
                          jitter_ms=latency_jitter_ms, episodes=episodes, seed=seed, workers=workers,
                          image_size=image_size, cameras=_camera_list(cameras), checkpoint=checkpoint,
-                         policy_args=_policy_args(policy_arg), timeout_s=timeout if timeout > 0 else None)
+                         policy_args=_policy_args(policy_arg, device), timeout_s=timeout if timeout > 0 else None)
     out.print(sweep_table(latency_sweep(config, console=err)))
     out.print(f"report: {out_dir / 'report.md'}")
 
@@ -287,6 +294,7 @@ def robustness_(
     timeout: float = TIMEOUT,
     backend: str = BACKEND,
     address: Optional[str] = ADDRESS,
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Clean and every (axis, level) perturbation on the same initial states, paired with clean."""
     from pi0bench.envs.perturb import AXES
@@ -296,7 +304,7 @@ def robustness_(
     config = RobustnessConfig(policy=policy, task=task, out=out_dir, axes=chosen,
                               levels=_numbers(levels, "--levels", int), episodes=episodes,
                               seed=seed, workers=workers, image_size=image_size, cameras=_camera_list(cameras),
-                              checkpoint=checkpoint, policy_args=_policy_args(policy_arg),
+                              checkpoint=checkpoint, policy_args=_policy_args(policy_arg, device),
                               timeout_s=timeout if timeout > 0 else None, backend=backend, address=address)
     out.print(robustness_table(robustness(config, console=err)))
     out.print(f"report: {out_dir / 'report.md'}")
@@ -511,12 +519,12 @@ def _realtime(on: bool, mode: str, latency_ms: float | None, jitter_ms: float):
     return Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=jitter_ms)
 
 
-def _policy_args(items: list[str]) -> tuple[tuple[str, object], ...]:
+def _policy_args(items: list[str], device: str | None = None) -> tuple[tuple[str, object], ...]:
     """NAME=VALUE strings -> (name, value) pairs; values are read as JSON when they parse
-    (numbers, true/false), else kept as text."""
+    (numbers, true/false), else kept as text. `--device` is the policy option `device`."""
     import json
 
-    pairs = []
+    pairs = [("device", device)] if device is not None else []
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
@@ -525,6 +533,8 @@ def _policy_args(items: list[str]) -> tuple[tuple[str, object], ...]:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
+        if any(name.strip() == known for known, _ in pairs):
+            raise UserError(f"policy option {name.strip()!r} is given twice (--policy-arg or --device)")
         pairs.append((name.strip(), value))
     return tuple(pairs)
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
-from pi0bench.registry import PRIVILEGED, check_policy, check_task, describe_env, is_remote, unfit_reason
+from pi0bench.registry import PRIVILEGED, RECIPES, check_policy, check_task, describe_env, is_remote, unfit_reason
 from pi0bench.compare_store import CONFIG_FILE
 from pi0bench.store import atomic_write_text, cell_dir
 
@@ -37,6 +37,7 @@ class CompareConfig:
     address: str | None = None
     shared_policy: bool = False  # each learned cell's workers share one batching policy
     max_batch: int | None = None
+    device: str | None = None  # where the learned cells' models run (None: the CPU, unrecorded)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "policies": list(self.policies), "tasks": list(self.tasks), "out": str(self.out)}
@@ -58,6 +59,11 @@ def shareable(policy: str) -> bool:
     return policy not in PRIVILEGED and not is_remote(policy)
 
 
+def _device_args(device: str | None, policy: str) -> tuple[tuple[str, str], ...]:
+    """A learned cell's `device` policy option (other policies run no model of their own)."""
+    return (("device", device),) if device and policy in RECIPES else ()
+
+
 def compare(config: CompareConfig, console: Console | None = None) -> dict:
     """Run every missing episode of every cell that fits, then write the comparison report."""
     from pi0bench.compare_report import write_comparison
@@ -65,6 +71,10 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     if config.episodes < 1 or config.workers < 1:
         raise UserError("--episodes and --workers must be at least 1")
+    if config.device is not None:  # before any cell runs
+        from pi0bench.policies.device import torch_device
+
+        torch_device(config.device)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
@@ -82,6 +92,7 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
                                 videos=config.videos, image_size=config.image_size,
                                 timeout_s=config.timeout_s, backend=config.backend,
                                 address=config.address, max_batch=config.max_batch,
-                                shared_policy=config.shared_policy and shareable(policy)), console=console)
+                                shared_policy=config.shared_policy and shareable(policy),
+                                policy_args=_device_args(config.device, policy)), console=console)
     atomic_write_text(out / "not_applicable.json", json.dumps(not_applicable, indent=2))
     return write_comparison(out)

@@ -167,9 +167,16 @@ def policy_options(name: str) -> list[str]:
 def check_policy_args(name: str, args: dict[str, Any]) -> None:
     allowed = policy_options(name)
     for key in args:
+        if key == "device" and key not in allowed:
+            raise UserError(f"policy {name!r} runs no model of its own: --device applies to "
+                            f"{', '.join(sorted(RECIPES))}")
         if key not in allowed:
             choices = ", ".join(allowed) if allowed else "none"
             raise UserError(f"policy {name!r} has no option {key!r}; its options: {choices}")
+    if "device" in args:  # before any worker starts or weight is read
+        from pi0bench.policies.device import torch_device
+
+        torch_device(args["device"])
 
 
 def describe_env(task: str, cameras: tuple[str, ...] | None = None, image_size: int = 128) -> EnvDescription:

@@ -12,6 +12,7 @@ import torch
 from pi0bench.checkpoint import load_for_env
 from pi0bench.envs.description import EnvDescription
 from pi0bench.policies.base import padded, stack_rows
+from pi0bench.policies.device import model_device
 from pi0bench.policies.act.recipe import ActRecipe
 
 
@@ -42,8 +43,10 @@ class TemporalEnsembler:
 
 
 class ActPolicy:
-    def __init__(self, description: EnvDescription, checkpoint: Path, temporal_ensemble: float | None = None):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, ActRecipe)
+    def __init__(self, description: EnvDescription, checkpoint: Path, temporal_ensemble: float | None = None,
+                 device: str = "cpu"):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, ActRecipe,
+                                                                               device)
         self.temporal_ensemble = float(temporal_ensemble) if temporal_ensemble else None
         self.reset("", 0)
         self.execute_steps = 1 if self.ensembler else self.recipe.config.chunk
@@ -60,9 +63,11 @@ class ActPolicy:
         """One forward pass for the observations of several siblings (base.act_batch)."""
         inputs = padded([p.recipe.observation(list(o["images"].values()), o["state"], p.normalizer)
                          for p, o in zip(policies, observations)], rows)
+        model = policies[0].model
+        device = model_device(model)
         with torch.inference_mode():
-            chunks = policies[0].model.predict(stack_rows([i["images"] for i in inputs]),
-                                               stack_rows([i["state"] for i in inputs])).numpy()
+            chunks = model.predict(stack_rows([i["images"] for i in inputs]).to(device),
+                                   stack_rows([i["state"] for i in inputs]).to(device)).cpu().numpy()
         return [p._finish(chunk) for p, chunk in zip(policies, chunks)]
 
     def _finish(self, chunk: np.ndarray) -> np.ndarray:
@@ -70,6 +75,8 @@ class ActPolicy:
         return self.ensembler.step(chunk)[None] if self.ensembler else chunk
 
 
-def make_act(description: EnvDescription, checkpoint: Path, temporal_ensemble: float | None = None) -> ActPolicy:
-    """`temporal_ensemble`: the coefficient k of exp(−k·i) (ACT uses 0.01); off by default."""
-    return ActPolicy(description, checkpoint, temporal_ensemble)
+def make_act(description: EnvDescription, checkpoint: Path, temporal_ensemble: float | None = None,
+             device: str = "cpu") -> ActPolicy:
+    """`temporal_ensemble`: the coefficient k of exp(−k·i) (ACT uses 0.01); off by default.
+    `device`: where the model runs (policies/device.py)."""
+    return ActPolicy(description, checkpoint, temporal_ensemble, device)

@@ -136,6 +136,6 @@ class DpModel(nn.Module):
         scheduler.set_timesteps(steps or self.cfg.inference_steps)
         x = noise
         for t in scheduler.timesteps:
-            eps = self.unet(x, t.expand(x.shape[0]), cond)
+            eps = self.unet(x, t.expand(x.shape[0]).to(x.device), cond)
             x = scheduler.step(eps, t, x).prev_sample
         return x

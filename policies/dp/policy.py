@@ -14,13 +14,16 @@ import torch
 from pi0bench.checkpoint import load_for_env
 from pi0bench.envs.description import EnvDescription
 from pi0bench.policies.base import padded, stack_rows
+from pi0bench.policies.device import model_device
 from pi0bench.policies.replanning import ReplanningPolicy
 from pi0bench.policies.dp.recipe import DpRecipe
 
 
 class DpPolicy(ReplanningPolicy):
-    def __init__(self, description: EnvDescription, checkpoint: Path, inference_steps: int | None = None):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, DpRecipe)
+    def __init__(self, description: EnvDescription, checkpoint: Path, inference_steps: int | None = None,
+                 device: str = "cpu"):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, DpRecipe,
+                                                                               device)
         cfg = self.recipe.config
         super().__init__(window=cfg.obs_steps)
         self.inference_steps = int(inference_steps or cfg.inference_steps)
@@ -32,10 +35,11 @@ class DpPolicy(ReplanningPolicy):
         cfg = first.recipe.config
         inputs = padded([p._inputs() for p in policies], rows)
         noise = padded([torch.randn((1, cfg.horizon, cfg.action_dim), generator=p._generator) for p in policies], rows)
+        device = model_device(first.model)
         with torch.inference_mode():
-            actions = first.model.sample(stack_rows([i["images"] for i in inputs]),
-                                         stack_rows([i["state"] for i in inputs]), torch.cat(noise),
-                                         first.inference_steps).numpy()
+            actions = first.model.sample(stack_rows([i["images"] for i in inputs]).to(device),
+                                         stack_rows([i["state"] for i in inputs]).to(device),
+                                         torch.cat(noise).to(device), first.inference_steps).cpu().numpy()
         return [p.normalizer.unaction(a[: cfg.execute]).astype(np.float32) for p, a in zip(policies, actions)]
 
     def _inputs(self) -> dict:
@@ -43,6 +47,8 @@ class DpPolicy(ReplanningPolicy):
         return self.recipe.observation(frames, np.stack([o["state"] for o in self.history]), self.normalizer)
 
 
-def make_dp(description: EnvDescription, checkpoint: Path, inference_steps: int | None = None) -> DpPolicy:
-    """`inference_steps`: DDIM steps a plan takes (default the checkpoint config's, 10)."""
-    return DpPolicy(description, checkpoint, inference_steps)
+def make_dp(description: EnvDescription, checkpoint: Path, inference_steps: int | None = None,
+            device: str = "cpu") -> DpPolicy:
+    """`inference_steps`: DDIM steps a plan takes (default the checkpoint config's, 10).
+    `device`: where the model runs (policies/device.py)."""
+    return DpPolicy(description, checkpoint, inference_steps, device)

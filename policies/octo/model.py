@@ -249,10 +249,10 @@ class OctoModel(nn.Module):
         self.scheduler.set_timesteps(cfg.diffusion_steps)
         x = noise.flatten(1)
         for t in self.scheduler.timesteps:
-            eps = self.head(embedding, x, t.expand(x.shape[0]))
+            eps = self.head(embedding, x, t.expand(x.shape[0]).to(x.device))
             x = self.scheduler.step(eps, t, x, generator=generator).prev_sample
             x = x.clamp(-cfg.max_action, cfg.max_action)
             if t > 0:
-                padded = (1 - alphas[t - 1]).sqrt() * randn_tensor(x.shape, generator=generator, dtype=x.dtype)
+                padded = (1 - alphas[t - 1]).sqrt() * randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
                 x = torch.where(keep, x, padded)
         return x.view(-1, cfg.horizon, cfg.action_dim)

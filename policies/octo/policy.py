@@ -16,6 +16,7 @@ import torch
 from pi0bench.checkpoint import load_for_env
 from pi0bench.envs.description import EnvDescription
 from pi0bench.policies.base import padded
+from pi0bench.policies.device import model_device, to_device
 from pi0bench.errors import UserError
 from pi0bench.policies.replanning import ReplanningPolicy
 from pi0bench.policies.octo.recipe import OctoRecipe
@@ -23,8 +24,9 @@ from pi0bench.policies.octo.recipe import OctoRecipe
 
 
 class OctoPolicy(ReplanningPolicy):
-    def __init__(self, description: EnvDescription, checkpoint: Path):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, OctoRecipe)
+    def __init__(self, description: EnvDescription, checkpoint: Path, device: str = "cpu"):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, OctoRecipe,
+                                                                               device)
         cfg = self.recipe.config
         if len(description.cameras) > len(cfg.image_sizes):
             raise UserError(f"{cfg.name} reads at most {len(cfg.image_sizes)} cameras, the env gives "
@@ -45,10 +47,11 @@ class OctoPolicy(ReplanningPolicy):
                                   for p in policies], rows))
         generators = [p._generator for p in policies]
         generators += [torch.Generator().manual_seed(0) for _ in range(len(noise) - len(generators))]
+        device = model_device(first.model)
+        batch = to_device(first.recipe.batch(padded([p._inputs() for p in policies], rows)), device)
         with torch.inference_mode():
-            chunks = first.model.sample(first.recipe.batch(padded([p._inputs() for p in policies], rows)), noise,
-                                        first.action_mask.expand(len(noise), -1),
-                                        generators[0] if len(generators) == 1 else generators)
+            chunks = first.model.sample(batch, noise.to(device), first.action_mask.expand(len(noise), -1).to(device),
+                                        generators[0] if len(generators) == 1 else generators).cpu()
         return [p.normalizer.unaction(c.numpy()[:, : p.action_dim]).astype(np.float32) for p, c in zip(policies, chunks)]
 
     def _inputs(self) -> dict:
@@ -58,5 +61,6 @@ class OctoPolicy(ReplanningPolicy):
         return self.recipe.observation(cameras, states, self.history[-1]["prompt"], self.normalizer)
 
 
-def make_octo(description: EnvDescription, checkpoint: Path) -> OctoPolicy:
-    return OctoPolicy(description, checkpoint)
+def make_octo(description: EnvDescription, checkpoint: Path, device: str = "cpu") -> OctoPolicy:
+    """`device`: where the model runs (policies/device.py)."""
+    return OctoPolicy(description, checkpoint, device)

@@ -17,6 +17,7 @@ import torch
 from pi0bench.checkpoint import load_for_env
 from pi0bench.envs.description import EnvDescription
 from pi0bench.policies.base import padded
+from pi0bench.policies.device import model_device, to_device
 from pi0bench.policies.openvla.action_tokenizer import from_unit
 from pi0bench.policies.openvla.config import AUTOREGRESSIVE
 from pi0bench.policies.openvla.inputs import camera_for
@@ -25,9 +26,10 @@ from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe, ac
 
 
 class OpenVlaPolicy:
-    def __init__(self, description: EnvDescription, checkpoint: Path, policy: str):
+    def __init__(self, description: EnvDescription, checkpoint: Path, policy: str, device: str = "cpu"):
         recipe_class = OpenVlaOftRecipe if policy == "openvla-oft" else OpenVlaRecipe
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, recipe_class)
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, recipe_class,
+                                                                               device)
         self.robot, self.action_dim = description.robot, description.action_dim
         camera_for(self.robot)
         config = self.recipe.config
@@ -49,17 +51,20 @@ class OpenVlaPolicy:
         n = len(policies)
         rows_in = padded(list(observations), rows)
         batch = first.recipe.batch(rows_in, [first.robot] * len(rows_in), {first.robot: first.normalizer})
+        batch = to_device(batch, model_device(first.model))
         with torch.inference_mode():
             if first.autoregressive:
-                tokens = first.model.decode(batch, first.action_dim).numpy()
+                tokens = first.model.decode(batch, first.action_dim).cpu().numpy()
                 return [first.tokenizer.decode(row)[None] for row in tokens[:n]]
-            chunks = first.model.predict_chunk(batch)[:n, :, : first.action_dim].numpy()
+            chunks = first.model.predict_chunk(batch)[:n, :, : first.action_dim].cpu().numpy()
         return [from_unit(chunk, *first.bounds) for chunk in chunks]
 
 
-def make_openvla(description: EnvDescription, checkpoint: Path) -> OpenVlaPolicy:
-    return OpenVlaPolicy(description, checkpoint, "openvla")
+def make_openvla(description: EnvDescription, checkpoint: Path, device: str = "cpu") -> OpenVlaPolicy:
+    """`device`: where the model runs (policies/device.py)."""
+    return OpenVlaPolicy(description, checkpoint, "openvla", device)
 
 
-def make_openvla_oft(description: EnvDescription, checkpoint: Path) -> OpenVlaPolicy:
-    return OpenVlaPolicy(description, checkpoint, "openvla-oft")
+def make_openvla_oft(description: EnvDescription, checkpoint: Path, device: str = "cpu") -> OpenVlaPolicy:
+    """`device`: where the model runs (policies/device.py)."""
+    return OpenVlaPolicy(description, checkpoint, "openvla-oft", device)

@@ -11,6 +11,7 @@ import torch
 from pi0bench.checkpoint import load_for_env
 from pi0bench.envs.description import EnvDescription
 from pi0bench.policies.base import padded, stack_rows
+from pi0bench.policies.device import model_device, to_device
 from pi0bench.policies.pi0.inputs import example
 from pi0bench.policies.pi0.model import Guidance
 from pi0bench.policies.pi0.recipe import Pi0Recipe
@@ -36,8 +37,10 @@ class Pi0Policy:
     `act_guided` is the real-time-chunking variant (`--realtime-mode rtc`): the same sample,
     guided to continue the chunk still being executed; `rtc_max_guidance` is its clip β."""
 
-    def __init__(self, description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0):
-        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, Pi0Recipe)
+    def __init__(self, description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0,
+                 device: str = "cpu"):
+        self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, Pi0Recipe,
+                                                                               device)
         self.action_dim = description.action_dim
         self.execute_steps = 25 if description.control_hz >= 50 else 16
         self.rtc_max_guidance = float(rtc_max_guidance)
@@ -56,8 +59,11 @@ class Pi0Policy:
         examples = padded([p._inputs(o) for p, o in zip(policies, observations)], rows)
         batch = {k: stack_rows([e[k] for e in examples]) for k in examples[0]}
         noise = torch.cat(padded([p._noise() for p in policies], rows))
+        model = policies[0].model
+        device = model_device(model)
         with torch.no_grad():
-            chunks = policies[0].model.sample(batch, steps=FLOW_STEPS, noise=noise).numpy()
+            chunks = model.sample(to_device(batch, device), steps=FLOW_STEPS,
+                                  noise=noise.to(device)).cpu().numpy()
         return [p._unaction(chunk) for p, chunk in zip(policies, chunks)]
 
     def act_guided(self, obs: dict, previous: np.ndarray, delay: int) -> np.ndarray:
@@ -69,14 +75,17 @@ class Pi0Policy:
         target[:overlap, : self.action_dim] = self.normalizer.action(np.asarray(previous[:overlap], np.float32))
         weights = np.zeros_like(target)
         weights[:, : self.action_dim] = soft_mask(cfg.horizon, overlap, delay)[:, None]
-        return self._sample(obs, Guidance(torch.from_numpy(target)[None], torch.from_numpy(weights)[None],
-                                          self.rtc_max_guidance))
+        device = model_device(self.model)
+        return self._sample(obs, Guidance(torch.from_numpy(target)[None].to(device),
+                                          torch.from_numpy(weights)[None].to(device), self.rtc_max_guidance))
 
     def _sample(self, obs: dict, guidance: Guidance) -> np.ndarray:
-        batch = {k: v[None] for k, v in self._inputs(obs).items()}
+        device = model_device(self.model)
+        batch = {k: v[None].to(device) for k, v in self._inputs(obs).items()}
         # no_grad rather than inference_mode: guidance differentiates through the flow
         with torch.no_grad():
-            chunk = self.model.sample(batch, steps=FLOW_STEPS, noise=self._noise(), guidance=guidance)[0].numpy()
+            chunk = self.model.sample(batch, steps=FLOW_STEPS, noise=self._noise().to(device),
+                                      guidance=guidance)[0].cpu().numpy()
         return self._unaction(chunk)
 
     def _inputs(self, obs: dict) -> dict:
@@ -92,5 +101,7 @@ class Pi0Policy:
         return self.normalizer.unaction(chunk[:, : self.action_dim]).astype(np.float32)
 
 
-def make_pi0(description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0) -> Pi0Policy:
-    return Pi0Policy(description, checkpoint, rtc_max_guidance)
+def make_pi0(description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0,
+             device: str = "cpu") -> Pi0Policy:
+    """`device`: where the model runs (policies/device.py)."""
+    return Pi0Policy(description, checkpoint, rtc_max_guidance, device)
