@@ -4,7 +4,8 @@ Observation: the contract in `camera_env` (images, state, prompt).
 Action: float32[D] absolute joint targets + gripper openings in [0, 1], held for one control
 period (physics at 2 ms, so 25 substeps at 20 Hz and 10 at 50 Hz).
 Reward is the change in rubric points over the step (negative when one is lost); ``terminated`` is set when
-every point is earned, ``truncated`` at the task's episode length.
+every point is earned, ``truncated`` at the task's episode length, or at once when the simulation
+diverged (``info["sim_diverged"]``: MuJoCo reset a state gone bad, so the episode is void).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from pi0bench.envs.description import describe_task
 from pi0bench.envs.perturb import Perturbation, Perturber
 
 PHYSICS_TIMESTEP = 0.002
+# MuJoCo's answer to a state gone bad (NaN, Inf or a huge position, velocity or acceleration):
+# it warns, resets the whole simulation to the model's default state and carries on, so the
+# rest of an episode would be scored on a scene nobody set up. The env reports it instead.
+DIVERGENCE_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                       mujoco.mjtWarning.mjWARN_BADQACC)
 
 
 class TaskEnv(CameraEnv):
@@ -79,11 +85,17 @@ class TaskEnv(CameraEnv):
         self.steps += 1
         before = self.points
         self.stages = self.task.evaluate(self.model, self.data)
-        terminated = self.points >= self.task.max_points
-        truncated = self.steps >= self.max_steps and not terminated
+        terminated = self.points >= self.task.max_points and not self.diverged
+        truncated = (self.steps >= self.max_steps or self.diverged) and not terminated
         return self.points - before, bool(terminated), bool(truncated), self._info()
 
     # -- helpers -----------------------------------------------------------------------
+    @property
+    def diverged(self) -> bool:
+        """Whether MuJoCo has reset this episode's simulation after a state went bad (the
+        counters are cleared by `reset`)."""
+        return any(self.data.warning[w].number > 0 for w in DIVERGENCE_WARNINGS)
+
     @property
     def points(self) -> float:
         return float(sum(s.points for s in self.task.stages if self.stages.get(s.name)))
@@ -105,5 +117,6 @@ class TaskEnv(CameraEnv):
             "max_points": self.task.max_points,
             "is_success": self.points >= self.task.max_points,
             "sim_seconds": float(self.data.time),
+            "sim_diverged": self.diverged,
         }
 

@@ -3,7 +3,8 @@
 An episode's initial state depends only on (task, base seed, episode index) — never on the
 worker count, the order episodes finish in, or the policy — so two policies in a comparison
 see identical starts. A policy that raises, returns a malformed chunk, or overruns its time
-budget ends its episode as an error record; nothing propagates out of `run_episode`.
+budget, or whose simulation diverges (MuJoCo resets a state gone bad), ends its episode as an
+error record; nothing propagates out of `run_episode`.
 
 Real-time mode (`realtime`, a `Realtime`): the world does not pause while the policy thinks;
 `pi0bench.realtime` says what plays meanwhile and where the late chunk starts. With zero
@@ -53,6 +54,10 @@ class EpisodeRecord:
 
 class PolicyTimeout(Exception):
     """A policy call exceeded its time budget."""
+
+
+class SimulationDiverged(Exception):
+    """MuJoCo reset the simulation after a state went bad (env info `sim_diverged`)."""
 
 
 class BadPolicyOutput(Exception):
@@ -160,6 +165,9 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
                 done = play(action, observe=k == len(plan) - 1)
                 if done:
                     break
+        if info.get("sim_diverged"):
+            raise SimulationDiverged(f"the simulation went unstable at control step {steps} and MuJoCo reset "
+                                     "it; the episode is void")
     except Exception as exc:  # noqa: BLE001 - any failure becomes this episode's error record
         error = f"{type(exc).__name__}: {exc}".strip()[:2000]
 

@@ -67,3 +67,54 @@ def test_hold_pose_is_tracked_under_gravity():
     for _ in range(40):
         obs, *_ = env.step(start)
     assert np.abs(obs["state"][:7] - start[:7]).max() < 0.01
+
+
+# -- a simulation that diverges ------------------------------------------------------------
+# MuJoCo meets a NaN/Inf/huge state by resetting the whole simulation and carrying on; the env
+# must say so (and end the episode) rather than let the rest be scored on a reset scene.
+# Checked to fail with TaskEnv.diverged forced False: the flag and the error record vanish.
+
+
+def test_a_diverging_simulation_is_reported_and_ends_the_episode():
+    env = TaskEnv("drawer_tidy", cameras=())
+    env.reset(seed=0)
+    hold = env.hold_action()
+    _, terminated, truncated, info = env.advance(hold)
+    assert not info["sim_diverged"] and not terminated and not truncated
+    env.data.qvel[-1] = 5.0  # a fast but finite object: a near miss, physics copes with it
+    _, _, truncated, info = env.advance(hold)
+    assert not info["sim_diverged"] and not truncated
+    env.data.qvel[:] = 1e30
+    _, terminated, truncated, info = env.advance(hold)
+    assert info["sim_diverged"] and truncated and not terminated
+    _, info = env.reset(seed=0)
+    assert not info["sim_diverged"]  # a new episode starts clean
+    env.close()
+
+
+def test_an_episode_whose_simulation_diverges_is_an_error_record():
+    from pi0bench.rollout import run_episode
+
+    env = TaskEnv("drawer_tidy", cameras=())
+
+    class Blowup:
+        """Holds the pose, and on its third call sends an arm joint's velocity to 1e30."""
+        execute_steps = 1
+
+        def reset(self, task, seed):
+            self.calls = 0
+
+        def act(self, obs):
+            self.calls += 1
+            if self.calls == 3:
+                env.data.qvel[0] = 1e30
+            return env.hold_action()[None]
+
+    record = run_episode(env, Blowup(), task="drawer_tidy", policy_name="blowup", seed=0, episode=0)
+    assert record.error.startswith("SimulationDiverged: the simulation went unstable at control step 3")
+    assert not record.success and record.score == 0.0 and record.steps == 3
+    fine = run_episode(env, type("Hold", (), {"execute_steps": 1, "reset": lambda s, t, e: None,
+                                              "act": lambda s, o: env.hold_action()[None]})(),
+                       task="drawer_tidy", policy_name="hold", seed=0, episode=0)
+    assert fine.error == "" and fine.steps == env.max_steps
+    env.close()
