@@ -51,10 +51,13 @@ def position_actuators(names: Sequence[str], joints: Sequence[str], gains: Seque
 
 
 def arm_document(model: str, base: str, actuators: str, *, stroke: float, force: float,
-                 kp: float, kv: float) -> str:
+                 full_force_gap: float, damping_divisor: float) -> str:
     """A whole arm: `base` is the root body's content (geoms and the chain), the fingers are
     joints `finger_left`/`finger_right` coupled by an equality, and one force-limited servo
-    named `gripper` drives them over [0, stroke]."""
+    named `gripper` drives them over [0, stroke]. The servo reaches its `force` limit when the
+    fingers are `full_force_gap` from their target (kp = force / gap), with kv = kp / divisor."""
+    kp = force / full_force_gap
+    kv = kp / damping_divisor
     return f"""
 <mujoco model="{model}">
   <compiler angle="radian" autolimits="true"/>

@@ -120,9 +120,8 @@ def franka_mjcf() -> str:
     actuators = position_actuators(ACTUATOR_NAMES, JOINT_NAMES, POSITION_GAINS, TORQUE_LIMITS,
                                    JOINT_LIMITS, 10.0)
     base = f'<geom type="cylinder" fromto="0 0 0 0 0 0.14" size="0.09" {ARM_GEOM}/>{inner}'
-    gripper_kp = GRIPPER_FORCE / 0.02
     return arm_document("franka_panda", base, actuators, stroke=FINGER_STROKE,
-                        force=GRIPPER_FORCE, kp=gripper_kp, kv=gripper_kp / 20)
+                        force=GRIPPER_FORCE, full_force_gap=0.02, damping_divisor=20)
 
 
 def franka_spec() -> mujoco.MjSpec:

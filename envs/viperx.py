@@ -114,9 +114,8 @@ def viperx_mjcf() -> str:
                   inner)
     actuators = position_actuators(JOINTS, JOINTS, POSITION_GAINS, TORQUE_LIMITS, JOINT_LIMITS, 12.0)
     base = f'<geom type="box" pos="-0.02 0 0.02" size="0.06 0.06 0.02" mass="{m[0]}" {ARM_GEOM}/>{inner}'
-    gripper_kp = GRIPPER_FORCE / 0.01
     return arm_document("viperx_300_6dof", base, actuators, stroke=FINGER_STROKE,
-                        force=GRIPPER_FORCE, kp=gripper_kp, kv=gripper_kp / 25)
+                        force=GRIPPER_FORCE, full_force_gap=0.01, damping_divisor=25)
 
 
 def viperx_spec() -> mujoco.MjSpec:

@@ -28,6 +28,10 @@ CHECKPOINT = typer.Option(None, help="weights for policies that load them")
 TIMEOUT = typer.Option(30.0, help="seconds one policy call may take before its episode is an error")
 BACKEND = typer.Option("local", help="local (process pool) or ray (needs pi0bench[ray])")
 ADDRESS = typer.Option(None, help="Ray cluster address HOST:PORT (default: a local Ray instance)")
+# fit-check and curve: a trained checkpoint (or run) against the dataset it learned from
+TRAINING_DATA = typer.Option(..., help="the dataset it was trained on (from `pi0bench demos`)")
+EPISODE_WORKERS = typer.Option(1, help="parallel episodes")
+TRAINED_IMAGE_SIZE = typer.Option(64, help="camera image size it was trained at")
 DEVICE = typer.Option(None, help="where learned policies run their model: cpu (default), cuda, cuda:N or mps "
                                   "(part of the run's identity when given)")
 
@@ -256,15 +260,22 @@ def latency_sweep_(
     out.print(f"report: {out_dir / 'report.md'}")
 
 
-def sweep_table(summary: dict) -> Table:
+def _cells_table(kind: str, summary: dict, columns: tuple[str, ...], rows) -> Table:
+    """A multi-cell run's table: `columns` headed, then for each cell the columns `rows` gives it
+    (its own, then episodes, success and mean score, then one last column of its own)."""
     config = summary["config"]
-    table = Table(title=f"latency sweep: {config['policy']} on {config['task']}")
-    for name in ("mode", "latency ms", "episodes", "success", "mean score", "steps waiting"):
+    table = Table(title=f"{kind}: {config['policy']} on {config['task']}")
+    for name in (*columns[:-1], "episodes", "success", "mean score", columns[-1]):
         table.add_column(name)
     for r in summary["cells"]:
-        table.add_row(r["mode"], f"{r['latency_ms']:g}", str(r["episodes"]), f"{100 * r['success_rate']:.0f} %",
-                      f"{r['mean_score']:.3f}", f"{100 * r['waiting_share']:.0f} %")
+        first, last = rows(r)
+        table.add_row(*first, str(r["episodes"]), f"{100 * r['success_rate']:.0f} %", f"{r['mean_score']:.3f}", last)
     return table
+
+
+def sweep_table(summary: dict) -> Table:
+    return _cells_table("latency sweep", summary, ("mode", "latency ms", "steps waiting"),
+                        lambda r: ((r["mode"], f"{r['latency_ms']:g}"), f"{100 * r['waiting_share']:.0f} %"))
 
 
 def _numbers(text: str, option: str, kind: type = float) -> tuple:
@@ -311,16 +322,12 @@ def robustness_(
 
 
 def robustness_table(summary: dict) -> Table:
-    config = summary["config"]
-    table = Table(title=f"robustness: {config['policy']} on {config['task']}")
-    for name in ("axis", "level", "episodes", "success", "mean score", "score − clean [95% CI]"):
-        table.add_column(name)
-    for r in summary["cells"]:
+    def row(r: dict):
         diff = ("-" if r["axis"] == "clean" else
                 f"{r['score_difference']:+.3f} [{r['score_difference_ci_low']:+.3f}, {r['score_difference_ci_high']:+.3f}]")
-        table.add_row(r["axis"], str(r["level"] or "-"), str(r["episodes"]), f"{100 * r['success_rate']:.0f} %",
-                      f"{r['mean_score']:.3f}", diff)
-    return table
+        return (r["axis"], str(r["level"] or "-")), diff
+
+    return _cells_table("robustness", summary, ("axis", "level", "score − clean [95% CI]"), row)
 
 
 @app.command("regress")
@@ -448,18 +455,16 @@ def _fit_table(rows, title: str) -> Table:
 @app.command("fit-check")
 def fit_check_(
     checkpoint: Path = typer.Option(..., help="a checkpoint directory (pi0bench train's checkpoints/…, or exported)"),
-    data: Path = typer.Option(..., help="the dataset it was trained on (from `pi0bench demos`)"),
+    data: Path = TRAINING_DATA,
     episodes: int = typer.Option(20, help="episodes on each side: training states and held-out states"),
     out_dir: Path = typer.Option(..., "--out", help="directory for the two runs (resumable)"),
-    workers: int = typer.Option(1, help="parallel episodes"),
-    image_size: int = typer.Option(64, help="camera image size the checkpoint was trained at"),
+    workers: int = EPISODE_WORKERS,
+    image_size: int = TRAINED_IMAGE_SIZE,
 ) -> None:
     """Under-fitting or generalisation? A checkpoint on its own training episodes' initial
     states and on held-out ones, side by side."""
     from pi0bench.curve import fit_check
 
-    if episodes < 1:
-        raise UserError(f"--episodes must be at least 1 (got {episodes})")
     rows = fit_check(checkpoint, data, episodes, out_dir, workers, err, image_size=image_size)
     out.print(_fit_table(rows, str(checkpoint)))
 
@@ -467,17 +472,15 @@ def fit_check_(
 @app.command()
 def curve(
     run: Path = typer.Option(..., help="a `pi0bench train` run directory with milestone checkpoints"),
-    data: Path = typer.Option(..., help="the dataset it was trained on"),
+    data: Path = TRAINING_DATA,
     episodes: int = typer.Option(50, help="episodes per milestone on each side (training / held-out states)"),
     out_dir: Path = typer.Option(..., "--out", help="where curve.csv, curve.png and the runs go (resumable)"),
-    workers: int = typer.Option(1, help="parallel episodes"),
-    image_size: int = typer.Option(64, help="camera image size the run was trained at"),
+    workers: int = EPISODE_WORKERS,
+    image_size: int = TRAINED_IMAGE_SIZE,
 ) -> None:
     """The learning curve of a training run: every milestone checkpoint fit-checked."""
     from pi0bench.curve import learning_curve
 
-    if episodes < 1:
-        raise UserError(f"--episodes must be at least 1 (got {episodes})")
     path = learning_curve(run, data, episodes, out_dir, workers, err, image_size=image_size)
     out.print(f"{path} and {path.with_suffix('.png')}")
 

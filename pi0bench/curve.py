@@ -57,9 +57,15 @@ def _row(split: str, episodes: pd.DataFrame) -> FitRow:
                   tuple(bootstrap_mean_ci(scores)))
 
 
+def check_episodes(episodes: int) -> None:
+    if episodes < 1:
+        raise UserError(f"--episodes must be at least 1 (got {episodes})")
+
+
 def fit_check(checkpoint_dir: Path, data: Path, episodes: int, out: Path, workers: int = 1,
               console: Console | None = None, **eval_options) -> list[FitRow]:
     """Evaluate a checkpoint on `episodes` of its training states and `episodes` held-out ones."""
+    check_episodes(episodes)
     policy = checkpoint.read_config(checkpoint_dir).get("policy")
     task, demo_seed, kept = training_episodes(data)
     if not kept:
@@ -85,6 +91,8 @@ def learning_curve(run_dir: Path, data: Path, episodes: int, out: Path, workers:
                    console: Console | None = None, **eval_options) -> Path:
     """Fit-check every milestone checkpoint of a training run; returns curve.csv's path."""
     from pi0bench.train import milestones
+
+    check_episodes(episodes)  # before the first milestone's runs
 
     rows = []
     for step, directory in milestones(run_dir):

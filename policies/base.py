@@ -67,6 +67,36 @@ class Recipe(Protocol):
     def loss(self, model, batch: dict): ...
 
 
+class RecipeBase:
+    """The `Recipe` members every family implements the same way, from its class attributes
+    (`configs`, `config_class`, `model_class`) and its config; a family adds the rest."""
+
+    configs: dict
+    config_class: type
+    model_class: type
+
+    def __init__(self, config):
+        self.config = config
+
+    @classmethod
+    def from_name(cls, name: str):
+        return cls(cls.configs[name])
+
+    @classmethod
+    def from_dict(cls, data: dict, directory=None):
+        return cls(cls.config_class.from_dict(data))
+
+    def config_dict(self) -> dict:
+        return self.config.to_dict()
+
+    @property
+    def default_lr(self) -> float:
+        return self.config.lr
+
+    def build(self):
+        return self.model_class(self.config)
+
+
 def sibling(policy: Policy) -> Policy:
     """Another instance of `policy` that shares its model, normalizer and options (read-only
     at inference) but has its own episode state: how one process holds one copy of the weights

@@ -5,7 +5,6 @@ and they read camera images as [0, 1] floats at a fixed square size."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 
 from pi0bench.errors import UserError
 from pi0bench.normalize import Normalizer
+from pi0bench.policies.base import RecipeBase
 
 
 @dataclass(frozen=True)
@@ -31,39 +31,15 @@ class PerTaskConfig:
         return cls(**data)
 
 
-class PerTaskRecipe:
+class PerTaskRecipe(RecipeBase):
     """The training-pipeline side shared by ACT and DP; subclasses name their config and
     model classes and turn windows into model inputs."""
 
     name: str
     default_config: str
-    configs: dict
-    config_class: type
-    model_class: type
-
-    def __init__(self, config):
-        self.config = config
-
-    @classmethod
-    def from_name(cls, name: str):
-        return cls(cls.configs[name])
-
-    @classmethod
-    def from_dict(cls, data: dict, directory: Path | None = None):
-        return cls(cls.config_class.from_dict(data))
 
     def for_datasets(self, infos: list[dict]):
         return type(self)(replace(self.config, **dataset_dims(infos, self.name)))
-
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
-
-    @property
-    def default_lr(self) -> float:
-        return self.config.lr
-
-    def build(self):
-        return self.model_class(self.config)
 
     @staticmethod
     def targets(samples: list[dict], normalizers: dict[str, Normalizer]) -> dict:

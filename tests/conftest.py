@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -116,3 +117,22 @@ def tiny_pi0_checkpoint(tmp_path_factory) -> Path:
                                      warmup=10, checkpoint_every=1000, out=root / "run"))
     finally:
         del recipe_module.CONFIGS["tiny16"]
+
+
+def check_replanning_window(policy, env, queued: int) -> None:
+    """A replanning policy (DP, Octo) on drawer_tidy: its window starts with the first frame
+    repeated, takes each new observation, plans `queued` + 1 actions at a time, and starts
+    afresh at `reset`, replaying the same plan for the same seed and another for another seed."""
+    obs, _ = env.reset(seed=0)
+    policy.reset("drawer_tidy", 3)
+    first = policy.act(obs)
+    assert first.shape == (1, 8) and first.dtype == np.float32 and len(policy.queue) == queued
+    assert all(o is obs for o in policy.history)  # the first frame stands in for the one before
+    later, _, _, _, _ = env.step(first[0])
+    policy.act(later)
+    assert policy.history[0] is obs and policy.history[1] is later
+    policy.reset("drawer_tidy", 3)
+    assert not policy.history and not policy.queue
+    np.testing.assert_array_equal(policy.act(obs), first)  # same seed, same start, same plan
+    policy.reset("drawer_tidy", 4)
+    assert not np.array_equal(policy.act(obs), first)

@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import check_replanning_window
 from test_pi0 import synthetic_dataset
 
 from pi0bench.errors import UserError
@@ -179,17 +180,7 @@ def test_dp_history_starts_fresh_every_episode(tmp_path, drawer_env):
 
     torch.manual_seed(0)
     policy = make_policy("dp", drawer_env, str(_checkpoint(tmp_path, "dp", TINY_DP, DpModel(TINY_DP))))
-    obs, _ = drawer_env.reset(seed=0)
-    policy.reset("drawer_tidy", 3)
-    first = policy.act(obs)
-    assert first.shape == (1, 8) and len(policy.queue) == TINY_DP.execute - 1
-    assert all(o is obs for o in policy.history)  # the first frame stands in for the one before
-    later, _, _, _, _ = drawer_env.step(first[0])
-    policy.act(later)
-    assert policy.history[0] is obs and policy.history[1] is later
-    policy.reset("drawer_tidy", 3)
-    assert not policy.history and not policy.queue
-    np.testing.assert_array_equal(policy.act(obs), first)  # same seed, same start, same plan
+    check_replanning_window(policy, drawer_env, queued=TINY_DP.execute - 1)
 
 
 def test_act_temporal_ensemble_is_a_policy_option(tmp_path, drawer_env):

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import check_replanning_window
 from test_baselines import loss_falls
 from test_pi0 import synthetic_dataset
 
@@ -277,19 +278,7 @@ def test_policy_keeps_a_two_frame_window_and_replays_its_seed(tmp_path, drawer_e
     from pi0bench.registry import make_policy
 
     policy = make_policy("octo", drawer_env, _checkpoint(tmp_path))
-    obs, _ = drawer_env.reset(seed=0)
-    policy.reset("drawer_tidy", 3)
-    first = policy.act(obs)
-    assert first.shape == (1, 8) and first.dtype == np.float32
-    assert len(policy.queue) == TINY.horizon - 1 and all(o is obs for o in policy.history)
-    later, _, _, _, _ = drawer_env.step(first[0])
-    policy.act(later)
-    assert policy.history[0] is obs and policy.history[1] is later
-    policy.reset("drawer_tidy", 3)
-    assert not policy.history and not policy.queue
-    np.testing.assert_array_equal(policy.act(obs), first)  # same seed, same start, same plan
-    policy.reset("drawer_tidy", 4)
-    assert not np.array_equal(policy.act(obs), first)
+    check_replanning_window(policy, drawer_env, queued=TINY.horizon - 1)
 
 
 def test_the_same_checkpoint_drives_the_bimanual_robot(tmp_path):

@@ -4,7 +4,6 @@ robot (as π0), reading a window of observation frames (as Diffusion Policy)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,28 +12,23 @@ from pi0bench.errors import UserError
 from pi0bench.lerobot_dataset import widest_dims
 from pi0bench.normalize import Normalizer
 from pi0bench.policies.octo.config import CONFIGS, OctoConfig
+from pi0bench.policies.base import RecipeBase
 from pi0bench.policies.octo.model import OctoModel
 from pi0bench.policies.pi0.inputs import pad_vector
 from pi0bench.policies.pi0.tokenizer import ByteTokenizer, pad_tokens
 from pi0bench.policies.visuomotor import unit_images
 
 
-class OctoRecipe:
+class OctoRecipe(RecipeBase):
     name = "octo"
     default_config = "octo-tiny"
     configs = CONFIGS
+    config_class = OctoConfig
+    model_class = OctoModel
 
     def __init__(self, config: OctoConfig):
-        self.config = config
+        super().__init__(config)
         self.tokenizer = ByteTokenizer()
-
-    @classmethod
-    def from_name(cls, name: str) -> OctoRecipe:
-        return cls(CONFIGS[name])
-
-    @classmethod
-    def from_dict(cls, data: dict, directory: Path | None = None) -> OctoRecipe:
-        return cls(OctoConfig.from_dict(data))
 
     def for_datasets(self, infos: list[dict]) -> OctoRecipe:
         """Size the state, action and camera inputs for the largest robot among the datasets;
@@ -47,9 +41,6 @@ class OctoRecipe:
                                 f"has {slots} camera slots; record the demos with at most {slots} cameras")
         return type(self)(replace(self.config, **widest_dims(infos)))
 
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
-
     @property
     def history(self) -> int:
         """Observation frames a window carries (the first repeated before an episode starts)."""
@@ -58,13 +49,6 @@ class OctoRecipe:
     @property
     def chunk(self) -> int:
         return self.config.horizon
-
-    @property
-    def default_lr(self) -> float:
-        return self.config.lr
-
-    def build(self) -> OctoModel:
-        return OctoModel(self.config)
 
     def observation(self, cameras: list[np.ndarray], states: np.ndarray, prompt: str,
                     normalizer: Normalizer) -> dict:

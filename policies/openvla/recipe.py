@@ -9,7 +9,6 @@ slots are as wide as the widest robot (narrower robots' extra dims are zero and 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ import torch
 from pi0bench.errors import UserError
 from pi0bench.lerobot_dataset import widest_dims
 from pi0bench.normalize import Normalizer
+from pi0bench.policies.base import RecipeBase
 from pi0bench.policies.openvla.action_tokenizer import ActionTokenizer, to_unit
 from pi0bench.policies.openvla.config import AUTOREGRESSIVE, CONFIGS, OFT, OFT_CONFIGS, OpenVlaConfig
 from pi0bench.policies.openvla.inputs import camera_for, left_pad, pixels, sequence, third_person_image
@@ -38,11 +38,13 @@ def action_tokenizer(config: OpenVlaConfig, normalizer: Normalizer) -> ActionTok
     return ActionTokenizer(*percentiles(normalizer, "action"), config.vocab_size, config.bins)
 
 
-class OpenVlaRecipe:
+class OpenVlaRecipe(RecipeBase):
     name = "openvla"
     mode = AUTOREGRESSIVE
     default_config = "openvla-small"
     configs = CONFIGS
+    config_class = OpenVlaConfig
+    model_class = OpenVlaModel
     history = 1  # observation frames a window carries
 
     def __init__(self, config: OpenVlaConfig):
@@ -51,16 +53,8 @@ class OpenVlaRecipe:
         if config.tokenizer != "bytes":
             raise UserError(f"{config.name} needs Llama-2's tokenizer and weights, which pi0bench does not ship; "
                             "it is built only to count its parameters: train openvla-small instead")
-        self.config = config
+        super().__init__(config)
         self.tokenizer = ByteTokenizer()
-
-    @classmethod
-    def from_name(cls, name: str):
-        return cls(cls.configs[name])
-
-    @classmethod
-    def from_dict(cls, data: dict, directory: Path | None = None):
-        return cls(OpenVlaConfig.from_dict(data))
 
     def for_datasets(self, infos: list[dict]):
         """Check every robot's third-person camera is recorded; OFT sizes its action slots
@@ -74,19 +68,9 @@ class OpenVlaRecipe:
             return self
         return type(self)(replace(self.config, **widest_dims(infos)))
 
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
-
-    @property
-    def default_lr(self) -> float:
-        return self.config.lr
-
     @property
     def chunk(self) -> int:
         return self.config.chunk
-
-    def build(self) -> OpenVlaModel:
-        return OpenVlaModel(self.config)
 
     def batch(self, observations: list[dict], robots: list[str], normalizers: dict[str, Normalizer],
               actions: list[np.ndarray] | None = None, action_is_pad: list[np.ndarray] | None = None) -> dict:

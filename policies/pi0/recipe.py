@@ -12,20 +12,23 @@ from pi0bench.errors import UserError
 from pi0bench.policies.pi0.config import CONFIGS, Pi0Config
 from pi0bench.normalize import Normalizer
 from pi0bench.policies.pi0.inputs import example, pad_vector
+from pi0bench.policies.base import RecipeBase
 from pi0bench.policies.pi0.model import Pi0Model
 from pi0bench.policies.pi0.tokenizer import ByteTokenizer, SentencePieceTokenizer
 
 
-class Pi0Recipe:
+class Pi0Recipe(RecipeBase):
     name = "pi0"
     default_config = "pi0-small"
     configs = CONFIGS
+    config_class = Pi0Config
+    model_class = Pi0Model
     history = 1  # observation frames a window carries
     default_lr = 3e-4
 
     def __init__(self, config: Pi0Config, directory: Path | None = None):
         """`directory` holds the tokenizer.model of a sentencepiece config (its checkpoint)."""
-        self.config = config
+        super().__init__(config)
         if config.tokenizer == "bytes":
             self.tokenizer = ByteTokenizer()
         elif directory is None:
@@ -35,10 +38,6 @@ class Pi0Recipe:
             self.tokenizer = SentencePieceTokenizer(directory)
 
     @classmethod
-    def from_name(cls, name: str) -> Pi0Recipe:
-        return cls(CONFIGS[name])
-
-    @classmethod
     def from_dict(cls, data: dict, directory: Path | None = None) -> Pi0Recipe:
         return cls(Pi0Config.from_dict(data), directory)
 
@@ -46,15 +45,9 @@ class Pi0Recipe:
         """π0 pads every robot to 32 dims and reads the prompt, so one model fits all tasks."""
         return self
 
-    def config_dict(self) -> dict:
-        return self.config.to_dict()
-
     @property
     def chunk(self) -> int:
         return self.config.horizon
-
-    def build(self) -> Pi0Model:
-        return Pi0Model(self.config)
 
     def collate(self, samples: list[dict], normalizers: dict[str, Normalizer]) -> dict:
         """Dataset windows (with a `robot` key) -> a training batch."""
