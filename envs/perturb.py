@@ -273,6 +273,10 @@ class Perturber:
         if model.nflex:
             model.flex_friction[:, 0] *= _log_uniform(rng, factor)
             model.flex_bending[:] *= _log_uniform(rng, factor)
+        # Masses feed constants MuJoCo derives once at compile time (subtree masses, the inverse
+        # weights that scale every contact's softness); left stale, a lightened object gets
+        # contacts stiffer than its mass can take and the simulation diverges.
+        mujoco.mj_setConst(model, mujoco.MjData(model))
 
     def observe(self, obs: dict) -> dict:
         """The observation as the perturbed sensors report it."""
