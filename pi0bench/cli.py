@@ -34,6 +34,10 @@ EPISODE_WORKERS = typer.Option(1, help="parallel episodes")
 TRAINED_IMAGE_SIZE = typer.Option(64, help="camera image size it was trained at")
 DEVICE = typer.Option(None, help="where learned policies run their model: cpu (default), cuda, cuda:N or mps "
                                   "(part of the run's identity when given)")
+SHARED_POLICY = typer.Option(False, help="one policy process holds the model; the workers' calls that "
+                                         "arrive together are answered in one batched forward pass")
+MAX_BATCH = typer.Option(None, help="with --shared-policy: rows of every forward pass "
+                                    "(default --workers; part of the run's identity when > 1)")
 
 
 @app.command()
@@ -112,10 +116,8 @@ def eval_(
                                                       "deviation), drawn from the episode's seed"),
     perturb: list[str] = typer.Option([], help="AXIS=LEVEL, repeatable: camera, light, appearance, distractors, "
                                                "language, init, dynamics, sensor at level 1-3"),
-    shared_policy: bool = typer.Option(False, help="one policy process holds the model; the workers' calls that "
-                                                   "arrive together are answered in one batched forward pass"),
-    max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
-                                                       "(default --workers; part of the run's identity when > 1)"),
+    shared_policy: bool = SHARED_POLICY,
+    max_batch: Optional[int] = MAX_BATCH,
     device: Optional[str] = DEVICE,
 ) -> None:
     """Evaluate one policy on one task; rerunning the same command resumes it."""
@@ -208,10 +210,8 @@ def compare_(
     timeout: float = TIMEOUT,
     backend: str = BACKEND,
     address: Optional[str] = ADDRESS,
-    shared_policy: bool = typer.Option(False, help="one policy process holds the model; the workers' calls that "
-                                                   "arrive together are answered in one batched forward pass"),
-    max_batch: Optional[int] = typer.Option(None, help="with --shared-policy: rows of every forward pass "
-                                                       "(default --workers; part of the run's identity when > 1)"),
+    shared_policy: bool = SHARED_POLICY,
+    max_batch: Optional[int] = MAX_BATCH,
     device: Optional[str] = DEVICE,
 ) -> None:
     """Evaluate several policies on several tasks on identical initial states, with paired tests."""
@@ -295,9 +295,9 @@ def robustness_(
                                          "init, dynamics, sensor), or all"),
     levels: str = typer.Option("1,2,3", help="comma-separated levels, 1 (mild) to 3 (strong)"),
     episodes: int = typer.Option(30, help="episodes per cell (clean and each axis x level)"),
+    out_dir: Path = typer.Option(Path("results/robustness"), "--out", help="robustness directory; rerun to resume"),
     seed: int = CELL_SEED,
     workers: int = CELL_WORKERS,
-    out_dir: Path = typer.Option(Path("results/robustness"), "--out", help="robustness directory; rerun to resume"),
     image_size: int = IMAGE_SIZE,
     cameras: Optional[str] = CAMERAS,
     checkpoint: Optional[str] = CHECKPOINT,
@@ -472,9 +472,9 @@ def fit_check_(
 @app.command()
 def curve(
     run: Path = typer.Option(..., help="a `pi0bench train` run directory with milestone checkpoints"),
+    out_dir: Path = typer.Option(..., "--out", help="where curve.csv, curve.png and the runs go (resumable)"),
     data: Path = TRAINING_DATA,
     episodes: int = typer.Option(50, help="episodes per milestone on each side (training / held-out states)"),
-    out_dir: Path = typer.Option(..., "--out", help="where curve.csv, curve.png and the runs go (resumable)"),
     workers: int = EPISODE_WORKERS,
     image_size: int = TRAINED_IMAGE_SIZE,
 ) -> None:

@@ -74,9 +74,15 @@ class RecipeBase:
     configs: dict
     config_class: type
     model_class: type
+    history = 1  # observation frames a window carries; a family that stacks frames overrides it
 
     def __init__(self, config):
         self.config = config
+
+    @property
+    def chunk(self) -> int:
+        """Actions one window predicts (every family's config calls it `horizon`)."""
+        return self.config.horizon
 
     @classmethod
     def from_name(cls, name: str):

@@ -136,3 +136,12 @@ def check_replanning_window(policy, env, queued: int) -> None:
     np.testing.assert_array_equal(policy.act(obs), first)  # same seed, same start, same plan
     policy.reset("drawer_tidy", 4)
     assert not np.array_equal(policy.act(obs), first)
+
+
+def seeded_model(model_class, config):
+    """A model built after seeding torch with 0, in eval mode: the same weights in every test
+    that builds it from the same config."""
+    import torch
+
+    torch.manual_seed(0)
+    return model_class(config).eval()

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import check_replanning_window
+from conftest import check_replanning_window, seeded_model
 from test_baselines import loss_falls
 from test_pi0 import synthetic_dataset
 
@@ -39,8 +39,7 @@ def make_batch(cfg=TINY, b=2, seed=0, cameras=(True, True, False)) -> dict:
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return OctoModel(TINY).eval()
+    return seeded_model(OctoModel, TINY)
 
 
 def test_token_layout_is_task_first_then_each_timestep():

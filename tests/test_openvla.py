@@ -19,6 +19,7 @@ from pi0bench.policies.openvla.inputs import ACTION, IMAGE, PROPRIO, left_pad, s
 from pi0bench.policies.openvla.model import OpenVlaModel
 from pi0bench.policies.openvla.recipe import OpenVlaOftRecipe, OpenVlaRecipe
 from pi0bench.registry import recipe_class
+from conftest import seeded_model
 
 TINY = replace(OPENVLA_SMALL, name="tiny-openvla", image_size=16, patch_size=8,
                siglip=TowerConfig(width=16, mlp=32, layers=1, heads=2), dino=TowerConfig(width=16, mlp=32, layers=1, heads=2),
@@ -102,8 +103,7 @@ def test_percentiles_of_one_robot_pool_to_the_widest_range():
 # -- the model -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return OpenVlaModel(TINY).eval()
+    return seeded_model(OpenVlaModel, TINY)
 
 
 @pytest.mark.parametrize("robot,dim", [("franka", 8), ("aloha", 14)])

@@ -12,6 +12,7 @@ from pi0bench.errors import UserError
 from pi0bench.policies.pi0.config import PI0, PI0_SMALL, VisionConfig
 from pi0bench.policies.pi0.model import Pi0Model
 from pi0bench.registry import recipe_class
+from conftest import seeded_model
 
 TINY = replace(PI0_SMALL, name="tiny", width=32, depth=2, mlp=64, heads=2, head_dim=16, expert_width=16,
                expert_mlp=32, horizon=8, max_prompt_tokens=8,
@@ -37,8 +38,7 @@ def make_batch(cfg=TINY, batch=2, seed=0) -> dict:
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return Pi0Model(TINY).eval()
+    return seeded_model(Pi0Model, TINY)
 
 
 def hidden(model, batch, actions, t=0.5):

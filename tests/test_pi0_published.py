@@ -13,6 +13,7 @@ from test_pi0 import TINY, make_batch, synthetic_dataset
 from pi0bench.errors import UserError
 from pi0bench.policies.pi0.model import Pi0Model
 from pi0bench.policies.pi0.published import load_published
+from conftest import seeded_model
 
 VLM = "paligemma_with_expert.paligemma.model."
 EXPERT = "paligemma_with_expert.gemma_expert.model."
@@ -54,8 +55,7 @@ def write_tokenizer(directory) -> None:
 
 @pytest.fixture(scope="module")
 def original():
-    torch.manual_seed(0)
-    return Pi0Model(TINY_SP).eval()
+    return seeded_model(Pi0Model, TINY_SP)
 
 
 def test_published_layout_loads_to_the_same_network(original, tmp_path):

@@ -25,6 +25,11 @@ class ActConfig(PerTaskConfig):
     image_size: int = 224
     lr: float = 1e-5  # the paper's, with an ImageNet backbone; from scratch needs more
 
+    @property
+    def horizon(self) -> int:
+        """The chunk, by the name the other families' configs (and `Recipe.chunk`) use."""
+        return self.chunk
+
 
 ACT = ActConfig()
 # ~2M parameters. 64 px images without the stem max-pool leave a 4 x 4 feature map a camera;

@@ -17,11 +17,6 @@ class ActRecipe(PerTaskRecipe):
     configs = CONFIGS
     config_class = ActConfig
     model_class = ActModel
-    history = 1  # observation frames a window carries
-
-    @property
-    def chunk(self) -> int:
-        return self.config.chunk
 
     def observation(self, images: list, state: np.ndarray, normalizer: Normalizer) -> dict:
         return {"images": unit_images(images, self.config.image_size),

@@ -22,10 +22,6 @@ class DpRecipe(PerTaskRecipe):
     def history(self) -> int:
         return self.config.obs_steps
 
-    @property
-    def chunk(self) -> int:
-        return self.config.horizon
-
     def observation(self, frames: list[list], states: np.ndarray, normalizer: Normalizer) -> dict:
         """`frames[k]`: every camera's image at history step k (oldest first); `states`
         [obs_steps, S] -> images [obs_steps, C, 3, H, W] in [0, 1], z-scored states."""

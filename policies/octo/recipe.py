@@ -46,10 +46,6 @@ class OctoRecipe(RecipeBase):
         """Observation frames a window carries (the first repeated before an episode starts)."""
         return self.config.window
 
-    @property
-    def chunk(self) -> int:
-        return self.config.horizon
-
     def observation(self, cameras: list[np.ndarray], states: np.ndarray, prompt: str,
                     normalizer: Normalizer) -> dict:
         """One window's model inputs (no batch dimension). `cameras[i]`: camera i's frames

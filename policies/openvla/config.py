@@ -44,6 +44,11 @@ class OpenVlaConfig:
     lr: float = 2e-5  # OpenVLA's fine-tuning rate; from scratch the small configs use more
 
     @property
+    def horizon(self) -> int:
+        """The chunk, by the name the other families' configs (and `Recipe.chunk`) use."""
+        return self.chunk
+
+    @property
     def patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 

@@ -45,7 +45,6 @@ class OpenVlaRecipe(RecipeBase):
     configs = CONFIGS
     config_class = OpenVlaConfig
     model_class = OpenVlaModel
-    history = 1  # observation frames a window carries
 
     def __init__(self, config: OpenVlaConfig):
         if config.mode != self.mode:
@@ -67,10 +66,6 @@ class OpenVlaRecipe(RecipeBase):
         if self.config.mode != OFT:
             return self
         return type(self)(replace(self.config, **widest_dims(infos)))
-
-    @property
-    def chunk(self) -> int:
-        return self.config.chunk
 
     def batch(self, observations: list[dict], robots: list[str], normalizers: dict[str, Normalizer],
               actions: list[np.ndarray] | None = None, action_is_pad: list[np.ndarray] | None = None) -> dict:

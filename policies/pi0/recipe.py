@@ -23,7 +23,6 @@ class Pi0Recipe(RecipeBase):
     configs = CONFIGS
     config_class = Pi0Config
     model_class = Pi0Model
-    history = 1  # observation frames a window carries
     default_lr = 3e-4
 
     def __init__(self, config: Pi0Config, directory: Path | None = None):
@@ -44,10 +43,6 @@ class Pi0Recipe(RecipeBase):
     def for_datasets(self, infos: list[dict]) -> Pi0Recipe:
         """π0 pads every robot to 32 dims and reads the prompt, so one model fits all tasks."""
         return self
-
-    @property
-    def chunk(self) -> int:
-        return self.config.horizon
 
     def collate(self, samples: list[dict], normalizers: dict[str, Normalizer]) -> dict:
         """Dataset windows (with a `robot` key) -> a training batch."""
