@@ -6,6 +6,9 @@ each phase is the median over the measured steps (after warm-up steps).
 
 Usage: python benchmarks/train_speed.py --data DATASET [--policies act,dp,pi0] [--steps 6]
        [--out benchmarks/results/train_speed.json]
+
+A policy may carry config overrides to compare variants in the same run, e.g.
+`--policies pi0:image_pool=1,pi0:image_pool=2` (integer fields only).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +31,17 @@ from pi0bench.train import TrainingData, batch_indices
 PHASES = ("data", "forward", "backward", "optimizer")
 
 
-def measure(policy: str, data_root: Path, batch: int, steps: int, warmup: int = 2) -> dict:
+def recipe_for(spec: str):
+    """`policy` or `policy:field=int:field=int` -> that family's default recipe, overridden."""
+    policy, *overrides = spec.split(":")
     recipe_cls = recipe_class(policy)
-    recipe = recipe_cls.from_name(recipe_cls.default_config)
+    config = recipe_cls.configs[recipe_cls.default_config]
+    fields = dict(item.split("=", 1) for item in overrides)
+    return recipe_cls(replace(config, **{k: int(v) for k, v in fields.items()}))
+
+
+def measure(spec: str, data_root: Path, batch: int, steps: int, warmup: int = 2) -> dict:
+    recipe = recipe_for(spec)
     data = TrainingData([data_root], recipe.chunk, recipe.history)
     recipe = recipe.for_datasets([d.info for d in data.sets])
     normalizers = {r: Normalizer.from_dict(d) for r, d in data.normalizers.items()}

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from pi0bench.errors import UserError
-from pi0bench.policies.pi0.config import PI0, PI0_SMALL, VisionConfig
+from pi0bench.policies.pi0.config import PI0, PI0_SMALL, Pi0Config, VisionConfig
 from pi0bench.policies.pi0.model import Pi0Model
 from pi0bench.registry import recipe_class
 from conftest import seeded_model
 
 TINY = replace(PI0_SMALL, name="tiny", width=32, depth=2, mlp=64, heads=2, head_dim=16, expert_width=16,
-               expert_mlp=32, horizon=8, max_prompt_tokens=8,
+               expert_mlp=32, horizon=8, max_prompt_tokens=8, image_pool=1,
                vision=VisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                    num_attention_heads=2, patch_size=8, image_size=16))
 
@@ -82,6 +82,56 @@ def test_fixed_noise_gives_identical_chunks(model):
     noise = torch.randn(2, TINY.horizon, 32)
     torch.testing.assert_close(model.sample(batch, noise=noise), model.sample(batch, noise=noise), atol=0, rtol=0)
     assert not torch.allclose(model.sample(batch, noise=noise), model.sample(batch, noise=noise + 1))
+
+
+def test_trimming_the_prompt_padding_of_a_training_batch_changes_nothing(model):
+    """Training batches drop the prompt columns that are padding in every row (a speed-up);
+    the loss must be what it was, and a real token in the last column is kept."""
+    from pi0bench.policies.pi0.inputs import trim_prompt
+
+    batch = make_batch()
+    wide = dict(batch, tokens=torch.cat([batch["tokens"], torch.zeros(2, 24, dtype=torch.long)], 1),
+                token_mask=torch.cat([batch["token_mask"], torch.zeros(2, 24, dtype=torch.bool)], 1))
+    trimmed = trim_prompt(wide)
+    assert trimmed["tokens"].shape == (2, TINY.max_prompt_tokens)
+    torch.testing.assert_close(trimmed["token_mask"], batch["token_mask"], atol=0, rtol=0)
+    for name in ("tokens", "images", "state", "actions"):
+        torch.testing.assert_close(trimmed[name], wide[name][:, : trimmed[name].shape[1]] if name == "tokens"
+                                   else wide[name], atol=0, rtol=0)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        full = model.loss(wide)
+        torch.manual_seed(3)
+        cut = model.loss(trimmed)
+    torch.testing.assert_close(cut, full, atol=1e-6, rtol=1e-5)
+    late = dict(wide, token_mask=wide["token_mask"].clone())
+    late["token_mask"][0, -1] = True
+    assert trim_prompt(late)["tokens"].shape[1] == TINY.max_prompt_tokens + 24
+
+
+def test_image_pool_averages_neighbouring_patches_and_rejects_a_bad_factor():
+    pooled_cfg = replace(TINY, image_pool=2)
+    model = seeded_model(Pi0Model, pooled_cfg)
+    grid = TINY.vision.image_size // TINY.vision.patch_size  # 2 x 2 patches -> 1 token
+    patches = torch.arange(2 * grid * grid * 3, dtype=torch.float32).view(2, grid * grid, 3)
+    pooled = model.pool_patches(patches)
+    assert pooled.shape == (2, 1, 3)
+    torch.testing.assert_close(pooled[:, 0], patches.mean(1))
+    big = replace(pooled_cfg, vision=replace(TINY.vision, image_size=32))  # 4 x 4 -> 2 x 2
+    patches = torch.randn(1, 16, 5)
+    pooled = seeded_model(Pi0Model, big).pool_patches(patches)
+    square = patches[0].view(4, 4, 5)
+    torch.testing.assert_close(pooled[0, 1], square[0:2, 2:4].reshape(4, 5).mean(0))  # top-right
+    torch.testing.assert_close(pooled[0, 2], square[2:4, 0:2].reshape(4, 5).mean(0))  # bottom-left
+    batch = make_batch()
+    prefix, _ = model.embed_prefix(batch["images"], batch["image_mask"], batch["tokens"], batch["token_mask"])
+    assert prefix.shape[1] == 3 * 1 + TINY.max_prompt_tokens
+    assert model.sample(batch).shape == (2, TINY.horizon, 32)
+    with pytest.raises(UserError, match="image_pool 3 does not divide the 2 x 2 patch grid"):
+        replace(TINY, image_pool=3)
+    # pooling has no weights, so a checkpoint written before the field must say 1 by itself
+    old = {k: v for k, v in PI0_SMALL.to_dict().items() if k != "image_pool"}
+    assert Pi0Config.from_dict(old).image_pool == 1 and PI0_SMALL.image_pool == 2
 
 
 def test_loss_falls_on_a_tiny_dataset():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from pi0bench.errors import UserError
+
 
 @dataclass(frozen=True)
 class VisionConfig:
@@ -35,7 +37,14 @@ class Pi0Config:
     action_dim: int = 32  # state and actions are zero-padded to this many dims
     horizon: int = 50
     tokenizer: str = "sentencepiece"  # PaliGemma's tokenizer.model, kept beside the weights; or "bytes"
+    image_pool: int = 1  # average k x k neighbouring patch tokens before the VLM (1: none, as π0)
     vision: VisionConfig = field(default_factory=VisionConfig)
+
+    def __post_init__(self) -> None:
+        grid = self.vision.image_size // self.vision.patch_size
+        if self.image_pool < 1 or grid % self.image_pool:
+            raise UserError(f"{self.name}: image_pool {self.image_pool} does not divide the {grid} x {grid} patch grid; "
+                             f"use a divisor of {grid}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,15 +54,19 @@ class Pi0Config:
         data = dict(data)
         data["vision"] = VisionConfig(**data["vision"])
         data.setdefault("tokenizer", "bytes")  # checkpoints written before the field existed
+        data.setdefault("image_pool", 1)
         return cls(**data)
 
 
 PI0 = Pi0Config()
-# 5.1M parameters; 8 px patches of 64 px images (64 tokens a camera). 16 px patches halved
-# the training step but leave a 4 x 4 grid per camera, too coarse to place a gripper.
+# 5.1M parameters; the vision tower reads 8 px patches of 64 px images (an 8 x 8 grid), then
+# 2 x 2 neighbours are averaged, so the VLM gets 16 tokens a camera: the 4 x 4 grid act-small's
+# ResNet hands its transformer, and 2.1x the training steps a minute of 64 tokens a camera
+# (benchmarks/results/train_speed.json). Checkpoints written before image_pool existed load
+# with 1, the architecture they were trained with.
 PI0_SMALL = Pi0Config(
     name="pi0-small", width=192, depth=6, mlp=768, heads=4, kv_heads=1, head_dim=48,
-    expert_width=96, expert_mlp=384, vocab_size=260, max_prompt_tokens=48, tokenizer="bytes",
+    expert_width=96, expert_mlp=384, vocab_size=260, max_prompt_tokens=48, tokenizer="bytes", image_pool=2,
     vision=VisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                         num_attention_heads=4, patch_size=8, image_size=64),
 )

@@ -46,3 +46,15 @@ def example(images: list, state: np.ndarray, prompt: str, normalizer: Normalizer
         "tokens": torch.from_numpy(tokens), "token_mask": torch.from_numpy(token_mask),
         "state": torch.from_numpy(pad_vector(normalizer.state(np.asarray(state, np.float32)), action_dim)),
     }
+
+
+def trim_prompt(batch: dict) -> dict:
+    """The batch without the prompt columns that are padding in every row. No query attends
+    to a pad key and positions count valid tokens only, so the model's output is unchanged,
+    while a 48-slot prompt of ~20 bytes costs the VLM ~20 tokens, not 48. Training batches
+    only: at inference the cut would depend on which episodes share a batch, and a row's
+    result must not (policies/base.py `act_batch`). Done on the host, since the cut depends
+    on the data."""
+    used = batch["token_mask"].any(0).nonzero()
+    length = int(used.max()) + 1 if len(used) else 0
+    return dict(batch, tokens=batch["tokens"][:, :length], token_mask=batch["token_mask"][:, :length])

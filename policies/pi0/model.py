@@ -126,11 +126,23 @@ class Pi0Model(nn.Module):
         """images [B, C, 3, H, W] in [-1, 1], image_mask [B, C], tokens/token_mask [B, T]
         -> embeddings [B, L, width] and validity [B, L]."""
         b, c = images.shape[:2]
-        patches = self.vision_tower(pixel_values=images.flatten(0, 1)).last_hidden_state
+        patches = self.pool_patches(self.vision_tower(pixel_values=images.flatten(0, 1)).last_hidden_state)
         image_tokens = self.multi_modal_projector(patches).view(b, c * patches.shape[1], -1)
         image_valid = image_mask[:, :, None].expand(b, c, patches.shape[1]).reshape(b, -1)
         text = self.embed_tokens(tokens) * math.sqrt(self.cfg.width)
         return torch.cat([image_tokens, text], 1), torch.cat([image_valid, token_mask.bool()], 1)
+
+    def pool_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """[N, g*g, D] patch features -> [N, (g/k)^2, D] averaged over k x k neighbours
+        (k = cfg.image_pool): the VLM's cost grows with its tokens, the vision tower still sees
+        fine patches."""
+        k = self.cfg.image_pool
+        if k == 1:
+            return patches
+        n, count, dim = patches.shape
+        grid = math.isqrt(count)
+        square = patches.transpose(1, 2).reshape(n, dim, grid, grid)
+        return F.avg_pool2d(square, k).flatten(2).transpose(1, 2)
 
     def embed_suffix(self, state: torch.Tensor, noisy_actions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """[state token, H action tokens] with the flow time mixed into each action token."""

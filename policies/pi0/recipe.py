@@ -11,7 +11,7 @@ import torch
 from pi0bench.errors import UserError
 from pi0bench.policies.pi0.config import CONFIGS, Pi0Config
 from pi0bench.normalize import Normalizer
-from pi0bench.policies.pi0.inputs import example, pad_vector
+from pi0bench.policies.pi0.inputs import example, pad_vector, trim_prompt
 from pi0bench.policies.base import RecipeBase
 from pi0bench.policies.pi0.model import Pi0Model
 from pi0bench.policies.pi0.tokenizer import ByteTokenizer, SentencePieceTokenizer
@@ -62,7 +62,7 @@ class Pi0Recipe(RecipeBase):
         batch = {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
         batch["actions"] = torch.from_numpy(np.stack(actions))
         batch["action_weight"] = torch.from_numpy(np.stack(weights))
-        return batch
+        return trim_prompt(batch)
 
     @staticmethod
     def loss(model: Pi0Model, batch: dict) -> torch.Tensor:
