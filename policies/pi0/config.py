@@ -62,7 +62,7 @@ PI0 = Pi0Config()
 # 5.1M parameters; the vision tower reads 8 px patches of 64 px images (an 8 x 8 grid), then
 # 2 x 2 neighbours are averaged, so the VLM gets 16 tokens a camera: the 4 x 4 grid act-small's
 # ResNet hands its transformer, and 2.1x the training steps a minute of 64 tokens a camera
-# (benchmarks/results/train_speed.json). Checkpoints written before image_pool existed load
+# (benchmarks/results/train_speed_pi0_pool.json). Checkpoints written before image_pool existed load
 # with 1, the architecture they were trained with.
 PI0_SMALL = Pi0Config(
     name="pi0-small", width=192, depth=6, mlp=768, heads=4, kv_heads=1, head_dim=48,
