@@ -16,7 +16,9 @@ at most 1000 episodes (one chunk, one file per stream), plenty for CPU-sized tra
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -239,7 +241,8 @@ class DemoDataset(torch.utils.data.Dataset):
     action repeats and `action_is_pad` marks those rows (as LeRobot's delta timestamps do).
     With `history` > 1 each camera's images are [history, H, W, 3] and the state is
     [history, S]: frames t−history+1 … t, the episode's first frame repeated before its start.
-    Videos are decoded once into memory.
+    Each camera's video is decoded once into ROOT/decoded/ and read back as a memory map (see
+    `decoded_frames`).
     """
 
     def __init__(self, root: Path | str, chunk: int = 50, history: int = 1):
@@ -258,7 +261,7 @@ class DemoDataset(torch.utils.data.Dataset):
         self.episode_end = dict(zip(episodes["episode_index"], episodes["dataset_to_index"]))
         self.cameras = [k.removeprefix("observation.images.") for k, f in self.info["features"].items()
                         if f["dtype"] == "video"]
-        self.images = {c: _read_video(self.root / video_file(c), len(frames)) for c in self.cameras}
+        self.images = {c: decoded_frames(self.root, c, len(frames)) for c in self.cameras}
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -272,7 +275,7 @@ class DemoDataset(torch.utils.data.Dataset):
         frames = index if self.history == 1 else np.maximum(
             np.arange(index - self.history + 1, index + 1), self.episode_start[episode])
         return {
-            "images": {c: torch.from_numpy(self.images[c][frames]) for c in self.cameras},
+            "images": {c: torch.from_numpy(np.array(self.images[c][frames])) for c in self.cameras},
             "state": torch.from_numpy(self.states[frames]),
             "prompt": self.prompts[index],
             "action": torch.from_numpy(self.actions[rows]),
@@ -309,10 +312,57 @@ def robot_normalizers(roots: list[Path]) -> dict[str, dict]:
     return {robot: merge_stats(stats) for robot, stats in by_robot.items()}
 
 
-def _read_video(path: Path, expected_frames: int) -> np.ndarray:
+DECODED_DIR = "decoded"
+
+
+def decoded_frames(root: Path, camera: str, expected_frames: int) -> np.ndarray:
+    """A camera's frames, uint8 [N, H, W, 3], as a read-only memory map of ROOT/decoded/CAMERA/,
+    decoded from the video the first time. Every training on the dataset then shares one copy
+    in the page cache instead of each holding its own (a 245k-frame, 3-camera dataset is 9 GB
+    decoded), and a resumed run skips the decoding. The file is named by the video's size and
+    mtime, so a re-recorded dataset is decoded again; it is written whole, then renamed into
+    place. A dataset folder that cannot be written to is decoded into memory instead."""
+    video = Path(root) / video_file(camera)
+    stat = video.stat()
+    folder = Path(root) / DECODED_DIR / camera
+    cached = folder / f"{stat.st_size}-{stat.st_mtime_ns}.npy"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / ".lock", "w")
+    except OSError:
+        return _decode(video, expected_frames, lambda shape: np.empty(shape, np.uint8))
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one decoder a dataset; the others then read its file
+        if not cached.exists():
+            for leftover in folder.iterdir():  # older recordings, or a killed decoder's part
+                if leftover.name != ".lock":
+                    leftover.unlink()
+            partial = folder / f"{cached.stem}.partial"
+            try:
+                frames = _decode(video, expected_frames,
+                                 lambda shape: np.lib.format.open_memmap(partial, "w+", np.uint8, shape))
+                frames.flush()
+                del frames
+                os.replace(partial, cached)
+            finally:
+                partial.unlink(missing_ok=True)
+    return np.load(cached, mmap_mode="r")
+
+
+def _decode(path: Path, expected_frames: int, allocate: Callable[[tuple], np.ndarray]) -> np.ndarray:
+    """Decode a video straight into `allocate(shape)`, never holding a second copy."""
+    frames, count = None, 0
     with imageio.get_reader(path, format="ffmpeg") as reader:
-        frames = np.stack([frame for frame in reader])
-    if len(frames) != expected_frames:
-        raise UserError(f"{path} has {len(frames)} frames but the data has {expected_frames}; "
+        for frame in reader:
+            if count == expected_frames:
+                count += 1
+                break
+            if frames is None:
+                frames = allocate((expected_frames, *frame.shape))
+            frames[count] = frame
+            count += 1
+    if count != expected_frames:
+        found = f"{count}" if count <= expected_frames else f"more than {expected_frames}"
+        raise UserError(f"{path} has {found} frames but the data has {expected_frames}; "
                         "the dataset is damaged, record it again")
     return frames

@@ -79,6 +79,76 @@ def test_action_chunks_stop_at_the_episode_end(dataset_dir):
     np.testing.assert_array_equal(last["action_is_pad"].numpy(), [False, False, True, True, True])
 
 
+def _decoded_files(root):
+    return sorted(p.relative_to(root).as_posix() for p in (root / "decoded").rglob("*.npy"))
+
+
+def test_videos_are_decoded_once_into_a_shared_memory_map(dataset_dir, monkeypatch):
+    import os
+
+    import pi0bench.lerobot_dataset as lerobot_dataset
+
+    first = DemoDataset(dataset_dir, chunk=5)
+    assert len(_decoded_files(dataset_dir)) == len(CAMERAS)
+    assert all(isinstance(first.images[c], np.memmap) for c in CAMERAS)
+    assert not list((dataset_dir / "decoded").rglob("*.partial"))
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again although the cache is valid")
+
+    monkeypatch.setattr(lerobot_dataset, "_decode", no_decoding)
+    second = DemoDataset(dataset_dir, chunk=5)
+    for camera in CAMERAS:
+        np.testing.assert_array_equal(second.images[camera], first.images[camera])
+    item = second[3]["images"]["top"]
+    assert item.numpy().flags.writeable  # a copy, not a view of the read-only map
+    monkeypatch.undo()
+
+    video = dataset_dir / "videos/observation.images.top/chunk-000/file-000.mp4"
+    stat = video.stat()
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a re-recording would
+    before = _decoded_files(dataset_dir)
+    third = DemoDataset(dataset_dir, chunk=5)
+    after = _decoded_files(dataset_dir)
+    assert len(after) == len(CAMERAS) and set(after) != set(before)  # top's stale copy replaced
+    np.testing.assert_array_equal(third.images["top"], first.images["top"])
+
+
+def test_a_read_only_dataset_is_decoded_into_memory(dataset_dir, monkeypatch):
+    from pathlib import Path
+
+    cached = DemoDataset(dataset_dir, chunk=5).images
+    original_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if "decoded" in self.parts:
+            raise PermissionError(13, "Read-only file system", str(self))
+        return original_mkdir(self, *args, **kwargs)
+
+    import shutil
+
+    shutil.rmtree(dataset_dir / "decoded")
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    data = DemoDataset(dataset_dir, chunk=5)
+    assert not (dataset_dir / "decoded").exists()
+    for camera in CAMERAS:
+        assert not isinstance(data.images[camera], np.memmap)
+        np.testing.assert_array_equal(data.images[camera], cached[camera])
+
+
+@pytest.mark.parametrize("rows, found", [(20, "19"), (18, "more than 18")])
+def test_a_video_and_data_of_different_lengths_is_one_clear_error(dataset_dir, rows, found):
+    from pi0bench.errors import UserError
+
+    data_file = dataset_dir / "data/chunk-000/file-000.parquet"
+    frames = pd.read_parquet(data_file)
+    frames = pd.concat([frames, frames.iloc[-1:]]) if rows > len(frames) else frames.iloc[:rows]
+    frames.to_parquet(data_file)
+    with pytest.raises(UserError, match=f"has {found} frames but the data has {rows}; the dataset is damaged"):
+        DemoDataset(dataset_dir, chunk=5)
+    assert not [p for p in (dataset_dir / "decoded").rglob("*") if p.is_file() and p.name != ".lock"]
+
+
 def test_reading_something_that_is_not_a_dataset_is_one_clear_error(tmp_path):
     from pi0bench.errors import UserError
 
