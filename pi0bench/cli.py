@@ -244,7 +244,7 @@ def latency_sweep_(
     cameras: Optional[str] = CAMERAS,
     checkpoint: Optional[str] = CHECKPOINT,
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable "
-                                                  "(act: temporal_ensemble=0.01; pi0: rtc_max_guidance=5)"),
+                                                  "(act: temporal_ensemble=0.01; pi0: rtc_max_guidance=5, noise_scale=0)"),
     timeout: float = TIMEOUT,
     device: Optional[str] = DEVICE,
 ) -> None:

@@ -249,6 +249,37 @@ def test_pi0_runs_in_the_evaluation_loop(tmp_path, monkeypatch):
     towel.close()
 
 
+def test_noise_scale_is_a_sampling_temperature(tiny_pi0_checkpoint):
+    """noise_scale multiplies the initial noise: 0 gives the flow's centre whatever the episode
+    seed; 0.5 equals sampling the model from half the seeded noise; out of [0, 1] is an error."""
+    from pi0bench.envs.task_env import TaskEnv
+    from pi0bench.registry import make_policy
+
+    env = TaskEnv("drawer_tidy", image_size=32)
+    obs, _ = env.reset(seed=0)
+    centre = make_policy("pi0", env, str(tiny_pi0_checkpoint), {"noise_scale": 0.0})
+    chunks = []
+    for seed in (1, 2):
+        centre.reset("drawer_tidy", seed)
+        chunks.append(centre.act(obs))
+    np.testing.assert_array_equal(chunks[0], chunks[1])
+    sampled = make_policy("pi0", env, str(tiny_pi0_checkpoint))
+    sampled.reset("drawer_tidy", 1)
+    assert not np.allclose(sampled.act(obs), chunks[0], atol=1e-4)  # the seeded noise matters at 1
+
+    half = make_policy("pi0", env, str(tiny_pi0_checkpoint), {"noise_scale": 0.5})
+    half.reset("drawer_tidy", 3)
+    horizon, dim = half.recipe.config.horizon, half.recipe.config.action_dim
+    noise = 0.5 * torch.randn((1, horizon, dim), generator=torch.Generator().manual_seed(3))
+    batch = {k: v[None] for k, v in half._inputs(obs).items()}
+    expected = half._unaction(half.model.sample(batch, noise=noise)[0].numpy())
+    np.testing.assert_allclose(half.act(obs), expected, rtol=1e-5, atol=1e-5)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(UserError, match="noise_scale must be in"):
+            make_policy("pi0", env, str(tiny_pi0_checkpoint), {"noise_scale": bad})
+    env.close()
+
+
 def test_batches_draw_each_dataset_equally_and_depend_only_on_seed_and_step():
     from pi0bench.train import batch_indices
 

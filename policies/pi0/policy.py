@@ -10,6 +10,7 @@ import torch
 
 from pi0bench.checkpoint import load_for_env
 from pi0bench.envs.description import EnvDescription
+from pi0bench.errors import UserError
 from pi0bench.policies.base import padded, stack_rows
 from pi0bench.policies.device import model_device, to_device
 from pi0bench.policies.pi0.inputs import example
@@ -35,15 +36,23 @@ class Pi0Policy:
     from a generator seeded by the episode seed, so an episode replays exactly.
 
     `act_guided` is the real-time-chunking variant (`--realtime-mode rtc`): the same sample,
-    guided to continue the chunk still being executed; `rtc_max_guidance` is its clip β."""
+    guided to continue the chunk still being executed; `rtc_max_guidance` is its clip β.
+
+    `noise_scale` multiplies the initial noise (a sampling temperature): 1 samples the learned
+    distribution, 0 integrates the flow from its centre, the most likely chunk of a model that
+    has not yet narrowed its spread."""
 
     def __init__(self, description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0,
-                 device: str = "cpu"):
+                 noise_scale: float = 1.0, device: str = "cpu"):
         self.recipe, self.model, self.normalizer, self.metadata = load_for_env(checkpoint, description, Pi0Recipe,
                                                                                device)
         self.action_dim = description.action_dim
         self.execute_steps = 25 if description.control_hz >= 50 else 16
         self.rtc_max_guidance = float(rtc_max_guidance)
+        if not 0.0 <= float(noise_scale) <= 1.0:
+            raise UserError(f"pi0's noise_scale must be in [0, 1], got {noise_scale}; "
+                            "use 1 to sample, 0 for the flow's centre")
+        self.noise_scale = float(noise_scale)
         self._generator = torch.Generator().manual_seed(0)
 
     def reset(self, task: str, seed: int) -> None:
@@ -95,13 +104,14 @@ class Pi0Policy:
 
     def _noise(self) -> torch.Tensor:
         cfg = self.recipe.config
-        return torch.randn((1, cfg.horizon, cfg.action_dim), generator=self._generator)
+        return self.noise_scale * torch.randn((1, cfg.horizon, cfg.action_dim), generator=self._generator)
 
     def _unaction(self, chunk: np.ndarray) -> np.ndarray:
         return self.normalizer.unaction(chunk[:, : self.action_dim]).astype(np.float32)
 
 
 def make_pi0(description: EnvDescription, checkpoint: Path, rtc_max_guidance: float = 5.0,
-             device: str = "cpu") -> Pi0Policy:
-    """`device`: where the model runs (policies/device.py)."""
-    return Pi0Policy(description, checkpoint, rtc_max_guidance, device)
+             noise_scale: float = 1.0, device: str = "cpu") -> Pi0Policy:
+    """`noise_scale`: the sampling temperature (Pi0Policy); `device`: where the model runs
+    (policies/device.py)."""
+    return Pi0Policy(description, checkpoint, rtc_max_guidance, noise_scale, device)
