@@ -485,6 +485,34 @@ def curve(
     out.print(f"{path} and {path.with_suffix('.png')}")
 
 
+@app.command("chunk-error")
+def chunk_error_(
+    checkpoint: Path = typer.Option(..., help="a checkpoint directory (pi0bench train's checkpoints/…, or exported)"),
+    data: Path = TRAINING_DATA,
+    windows: int = typer.Option(64, help="dataset windows to predict (drawn with --seed)"),
+    seed: int = typer.Option(0, help="seed of the window draw"),
+    image_size: int = TRAINED_IMAGE_SIZE,
+    policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable (pi0: noise_scale=0)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the result to this JSON file"),
+) -> None:
+    """How closely a checkpoint's chunks reproduce its demonstrations, open loop: the error of
+    the executed rows against the recorded actions, the spread between two noise draws, and
+    the motion those rows cover."""
+    import json
+
+    from pi0bench.chunk_error import chunk_error
+
+    result = chunk_error(checkpoint, data, windows, seed, image_size, dict(_policy_args(policy_arg)))
+    table = Table("action dim", "error", "spread (two draws)", "hold (motion covered)",
+                  title=f"{result.policy} on {result.windows} windows of {data} ({result.rows} rows each)")
+    for d, (e, s, h) in enumerate(zip(result.error, result.spread, result.hold)):
+        table.add_row(str(d), f"{e:.4f}", f"{s:.4f}", f"{h:.4f}")
+    table.add_row("mean", *(f"{sum(v) / len(v):.4f}" for v in (result.error, result.spread, result.hold)))
+    out.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
 @app.command("export")
 def export_(
     run_dir: Path = typer.Argument(..., help="a `pi0bench train` run directory"),

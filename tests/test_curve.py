@@ -3,6 +3,7 @@ held-out states) and the learning curve over milestone checkpoints, on a tiny re
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import onednn_disabled
@@ -98,3 +99,60 @@ def test_a_warm_start_from_another_policy_or_size_is_one_clear_error(tiny_run, t
                           model="act-small", steps=1))
     with pytest.raises(UserError, match="is not a checkpoint"):
         train(TrainConfig(policy="act", data=[tiny_run / "data"], out=tmp_path / "c", init_from=tmp_path, steps=1))
+
+
+class _Replayer:
+    """A stand-in policy that answers each dataset window with its recorded actions, shifted
+    by `offset`, optionally only the first row held (`hold`), plus seeded noise (`noise`)."""
+
+    execute_steps = 8
+
+    def __init__(self, data, offset=0.0, hold=False, noise=0.0):
+        from pi0bench.lerobot_dataset import DemoDataset
+
+        self.dataset, self.offset, self.hold, self.noise = DemoDataset(data, chunk=12), offset, hold, noise
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, task, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs):
+        index = int(np.flatnonzero((self.dataset.states == obs["state"]).all(axis=1))[0])
+        actions = self.dataset[index]["action"].numpy()
+        if self.hold:
+            actions = np.repeat(actions[:1], len(actions), axis=0)
+        return actions + self.offset + self.noise * self.rng.standard_normal(actions.shape)
+
+
+def test_chunk_error_measures_error_spread_and_motion(tiny_run, monkeypatch):
+    import pi0bench.chunk_error as module
+
+    checkpoint = tiny_run / "run/checkpoints/step-000004"
+    data = tiny_run / "data"
+
+    def run(**replayer):
+        monkeypatch.setattr(module, "make_policy", lambda *a, **k: _Replayer(data, **replayer))
+        return module.chunk_error(checkpoint, data, windows=20, image_size=16)
+
+    exact = run()
+    assert exact.rows == 8 and exact.windows == 20
+    assert max(exact.error) == 0.0 and max(exact.spread) == 0.0 and max(exact.hold) > 0.0
+    shifted = run(offset=0.05)
+    np.testing.assert_allclose(shifted.error, 0.05, rtol=1e-5)
+    assert shifted.hold == exact.hold
+    held = run(hold=True)  # repeating the first recorded action is the "hold" reference
+    np.testing.assert_allclose(held.error, exact.hold, rtol=1e-6)
+    noisy = run(noise=0.1)
+    assert min(noisy.spread) > 0.05 and min(noisy.error) > 0.03
+
+
+def test_chunk_error_on_a_trained_checkpoint(tiny_run):
+    from pi0bench.chunk_error import chunk_error
+
+    result = chunk_error(tiny_run / "run/checkpoints/step-000004", tiny_run / "data", windows=4, image_size=16)
+    assert (result.policy, result.task, result.windows) == ("act", "drawer_tidy", 4)
+    assert result.rows == TINY_ACT.chunk and len(result.error) == 8
+    assert max(result.spread) == 0.0  # ACT is deterministic: two draws agree exactly
+    assert all(np.isfinite(result.error)) and min(result.error) > 0.0
+    with pytest.raises(UserError, match="--windows must be at least 1"):
+        chunk_error(tiny_run / "run/checkpoints/step-000004", tiny_run / "data", windows=0)
