@@ -52,11 +52,14 @@ def _masked_mean(values: np.ndarray, valid: np.ndarray) -> list[float]:
 
 
 def chunk_error(checkpoint_dir: Path, data: Path, windows: int = 64, seed: int = 0,
-                image_size: int = 64, policy_args: dict | None = None) -> ChunkError:
+                image_size: int = 64, policy_args: dict | None = None, rows: int | None = None) -> ChunkError:
     """Compare `windows` chunks predicted on windows drawn (seeded) from `data` with the
-    recorded actions."""
+    recorded actions: their first `rows` rows (default: those the rollout loop executes), so
+    that policies with different execution horizons can be compared on the same rows."""
     if windows < 1:
         raise UserError(f"--windows must be at least 1 (got {windows})")
+    if rows is not None and rows < 1:
+        raise UserError(f"--rows must be at least 1 (got {rows})")
     policy_name = checkpoint.read_config(checkpoint_dir).get("policy")
     task, _, _ = training_episodes(data)
     policy = make_policy(policy_name, describe_env(task, image_size=image_size), str(checkpoint_dir),
@@ -75,7 +78,10 @@ def chunk_error(checkpoint_dir: Path, data: Path, windows: int = 64, seed: int =
         second.append(draws[1])
         recorded.append(window["action"].numpy())
         pads.append(window["action_is_pad"].numpy())
-    rows = min(getattr(policy, "execute_steps", None) or len(predicted[0]), len(predicted[0]))
+    length = len(predicted[0])
+    if rows is not None and rows > length:
+        raise UserError(f"--rows {rows} is more than the {length} rows a {policy_name} chunk has")
+    rows = rows or min(getattr(policy, "execute_steps", None) or length, length)
     predicted, second = np.stack(predicted)[:, :rows], np.stack(second)[:, :rows]
     recorded, valid = np.stack(recorded)[:, :rows], ~np.stack(pads)[:, :rows]
     return ChunkError(policy=policy_name, task=task, windows=len(picks), rows=rows,

@@ -491,6 +491,7 @@ def chunk_error_(
     data: Path = TRAINING_DATA,
     windows: int = typer.Option(64, help="dataset windows to predict (drawn with --seed)"),
     seed: int = typer.Option(0, help="seed of the window draw"),
+    rows: Optional[int] = typer.Option(None, help="compare each chunk's first ROWS rows (default: those the loop executes)"),
     image_size: int = TRAINED_IMAGE_SIZE,
     policy_arg: list[str] = typer.Option([], help="NAME=VALUE option of the policy, repeatable (pi0: noise_scale=0)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the result to this JSON file"),
@@ -502,7 +503,7 @@ def chunk_error_(
 
     from pi0bench.chunk_error import chunk_error
 
-    result = chunk_error(checkpoint, data, windows, seed, image_size, dict(_policy_args(policy_arg)))
+    result = chunk_error(checkpoint, data, windows, seed, image_size, dict(_policy_args(policy_arg)), rows)
     table = Table("action dim", "error", "spread (two draws)", "hold (motion covered)",
                   title=f"{result.policy} on {result.windows} windows of {data} ({result.rows} rows each)")
     for d, (e, s, h) in enumerate(zip(result.error, result.spread, result.hold)):

@@ -144,6 +144,11 @@ def test_chunk_error_measures_error_spread_and_motion(tiny_run, monkeypatch):
     np.testing.assert_allclose(held.error, exact.hold, rtol=1e-6)
     noisy = run(noise=0.1)
     assert min(noisy.spread) > 0.05 and min(noisy.error) > 0.03
+    monkeypatch.setattr(module, "make_policy", lambda *a, **k: _Replayer(data, hold=True))
+    first = module.chunk_error(checkpoint, data, windows=20, image_size=16, rows=1)
+    assert first.rows == 1 and max(first.error) == 0.0  # row 0 is the recorded first action
+    with pytest.raises(UserError, match="--rows 13 is more than the 12 rows"):
+        module.chunk_error(checkpoint, data, windows=2, image_size=16, rows=13)
 
 
 def test_chunk_error_on_a_trained_checkpoint(tiny_run):
@@ -156,3 +161,5 @@ def test_chunk_error_on_a_trained_checkpoint(tiny_run):
     assert all(np.isfinite(result.error)) and min(result.error) > 0.0
     with pytest.raises(UserError, match="--windows must be at least 1"):
         chunk_error(tiny_run / "run/checkpoints/step-000004", tiny_run / "data", windows=0)
+    with pytest.raises(UserError, match="--rows must be at least 1"):
+        chunk_error(tiny_run / "run/checkpoints/step-000004", tiny_run / "data", rows=0)
