@@ -7,7 +7,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from pi0bench.checkpoint import check_fits, resolve
+from pi0bench.checkpoint import check_fits, require, resolve
 from pi0bench.envs.description import EnvDescription, describe_task
 from pi0bench.errors import UserError
 from pi0bench.tasks import TASKS, make_own_task  # the project's own tasks
@@ -153,8 +153,12 @@ def describe_policy(name: str) -> str:
 
 
 def check_checkpoint(name: str, checkpoint: str | None) -> None:
+    """A --checkpoint must belong to a trainable policy and exist, before any run directory
+    is made for it."""
     if checkpoint and check_policy(name) not in RECIPES:
         raise UserError(f"policy {name!r} takes no --checkpoint; only {', '.join(sorted(RECIPES))} do")
+    if checkpoint:
+        require(Path(checkpoint), name)
 
 
 def policy_options(name: str) -> list[str]:

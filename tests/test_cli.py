@@ -50,6 +50,14 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, needle):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_missing_checkpoint_fails_before_any_run_directory_exists(tmp_path):
+    result = _run("eval", "--policy", "act", "--task", "drawer_tidy", "--checkpoint", str(tmp_path / "nope"),
+                  "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and f"no act checkpoint at {tmp_path / 'nope'}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_writes_a_complete_run_and_report_regenerates_it(tmp_path):
     out = tmp_path / "run"
     result = _run("eval", "--policy", "scripted", "--task", "drawer_tidy", "--episodes", "2",
