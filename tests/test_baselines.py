@@ -152,11 +152,17 @@ def _checkpoint(tmp_path, policy, cfg, model):
     return tmp_path / policy
 
 
+# The loop, truncation and replay are the same at any length; 101 steps (not a multiple of any
+# chunk or re-planning period) keep an untrained model's episode short enough to play twice.
+SHORT_EPISODE = 101
+
+
 @pytest.fixture
 def drawer_env():
     from pi0bench.envs.task_env import TaskEnv
 
     env = TaskEnv("drawer_tidy", image_size=32)
+    env.max_steps = SHORT_EPISODE
     yield env
     env.close()
 
