@@ -6,7 +6,9 @@ recorded observation and predicts a chunk; the rows the rollout loop would execu
 compared with the recorded actions (mean absolute error per action dimension, in the robot's
 own units). A second draw from another noise seed measures how much a sampling policy's
 chunks vary for the same observation (0 for deterministic ones), and repeating the window's
-first action ("hold") gives the scale of the motion a chunk covers. A model whose error is
+first action ("hold") gives the scale of the motion a chunk covers. Policies that condition on
+several frames and re-plan (DP, Octo) are given the window's consecutive frames, as in training,
+and their whole plan is compared. A model whose error is
 close to its spread has not yet narrowed its action distribution; one whose error is small
 but whose closed loop fails drifts off the demonstrated states.
 """
@@ -22,6 +24,7 @@ from pi0bench import checkpoint
 from pi0bench.curve import training_episodes
 from pi0bench.errors import UserError
 from pi0bench.lerobot_dataset import DemoDataset
+from pi0bench.policies.replanning import ReplanningPolicy
 from pi0bench.registry import describe_env, make_policy
 
 SECOND_DRAW = 1_000_003  # offset of the second draw's episode seed
@@ -46,6 +49,22 @@ def _observation(window: dict) -> dict:
             "state": window["state"].numpy(), "prompt": window["prompt"]}
 
 
+def _observations(window: dict, frames: int) -> list[dict]:
+    """A history window (images [frames, H, W, 3], state [frames, S]) as the loop's
+    observations, oldest first."""
+    return [{"images": {c: image[k].numpy() for c, image in window["images"].items()},
+             "state": window["state"][k].numpy(), "prompt": window["prompt"]} for k in range(frames)]
+
+
+def _predict(policy, task: str, window: dict, seed: int) -> np.ndarray:
+    """The rows one decision yields: a chunk policy's chunk, or a re-planning policy's plan
+    from the window's frames."""
+    policy.reset(task, seed)
+    if isinstance(policy, ReplanningPolicy):
+        return policy.plan(_observations(window, policy.window))
+    return np.asarray(policy.act(_observation(window)), np.float32)
+
+
 def _masked_mean(values: np.ndarray, valid: np.ndarray) -> list[float]:
     """[N, rows, D] absolute differences -> per-dimension means over the valid (N, rows)."""
     return [float(v) for v in values[valid].mean(axis=0)]
@@ -64,24 +83,21 @@ def chunk_error(checkpoint_dir: Path, data: Path, windows: int = 64, seed: int =
     task, _, _ = training_episodes(data)
     policy = make_policy(policy_name, describe_env(task, image_size=image_size), str(checkpoint_dir),
                          policy_args)
-    dataset = DemoDataset(data, chunk=100)
+    replans = isinstance(policy, ReplanningPolicy)
+    dataset = DemoDataset(data, chunk=100, history=policy.window if replans else 1)
     picks = np.random.default_rng(seed).choice(len(dataset), size=min(windows, len(dataset)), replace=False)
     predicted, second, recorded, pads = [], [], [], []
     for i, index in enumerate(picks):
         window = dataset[int(index)]
-        obs = _observation(window)
-        draws = []
-        for draw_seed in (i, i + SECOND_DRAW):
-            policy.reset(task, draw_seed)
-            draws.append(np.asarray(policy.act(obs), np.float32))
-        predicted.append(draws[0])
-        second.append(draws[1])
+        predicted.append(_predict(policy, task, window, i))
+        second.append(_predict(policy, task, window, i + SECOND_DRAW))
         recorded.append(window["action"].numpy())
         pads.append(window["action_is_pad"].numpy())
     length = len(predicted[0])
     if rows is not None and rows > length:
         raise UserError(f"--rows {rows} is more than the {length} rows a {policy_name} chunk has")
-    rows = rows or min(getattr(policy, "execute_steps", None) or length, length)
+    executed = length if replans else min(getattr(policy, "execute_steps", None) or length, length)
+    rows = rows or executed
     predicted, second = np.stack(predicted)[:, :rows], np.stack(second)[:, :rows]
     recorded, valid = np.stack(recorded)[:, :rows], ~np.stack(pads)[:, :rows]
     return ChunkError(policy=policy_name, task=task, windows=len(picks), rows=rows,

@@ -46,6 +46,14 @@ class ReplanningPolicy:
                 policy.queue.extend(plan)
         return [p.queue.popleft()[None] for p in policies]
 
+    def plan(self, observations: list[dict]) -> np.ndarray:
+        """One plan [n, D] from the last `window` of these consecutive observations (oldest
+        first), as the loop would execute it: the open-loop diagnostics (chunk_error.py) compare
+        it with the recorded actions. The queue is left empty."""
+        self.history = deque(observations[-self.window:], maxlen=self.window)
+        self.queue.clear()
+        return np.asarray(self._plan_batch([self], None)[0], np.float32)
+
     @classmethod
     def _plan_batch(cls, policies: list, rows: int | None) -> list[np.ndarray]:
         """The next actions [n, D] of each policy, from its `history`, in one forward pass of

@@ -163,3 +163,61 @@ def test_chunk_error_on_a_trained_checkpoint(tiny_run):
         chunk_error(tiny_run / "run/checkpoints/step-000004", tiny_run / "data", windows=0)
     with pytest.raises(UserError, match="--rows must be at least 1"):
         chunk_error(tiny_run / "run/checkpoints/step-000004", tiny_run / "data", rows=0)
+
+
+def _replanning_replayer(data):
+    """A stand-in re-planning policy (window 2, as DP's) that plans the recorded actions of the
+    window its newest frame belongs to, and keeps the frame states it was given."""
+    from pi0bench.lerobot_dataset import DemoDataset
+    from pi0bench.policies.replanning import ReplanningPolicy
+
+    dataset = DemoDataset(data, chunk=8)
+
+    class Replayer(ReplanningPolicy):
+        seen: list = []
+
+        @classmethod
+        def _plan_batch(cls, policies, rows):
+            states = [o["state"] for o in policies[0].history]
+            cls.seen.append(np.stack(states))
+            index = int(np.flatnonzero((dataset.states == states[-1]).all(axis=1))[0])
+            return [dataset[index]["action"].numpy()]
+
+    return Replayer(window=2)
+
+
+def test_chunk_error_gives_a_re_planning_policy_consecutive_frames_and_compares_its_plan(tiny_run, monkeypatch):
+    import pi0bench.chunk_error as module
+    from pi0bench.lerobot_dataset import DemoDataset
+
+    data = tiny_run / "data"
+    replayer = _replanning_replayer(data)
+    monkeypatch.setattr(module, "make_policy", lambda *a, **k: replayer)
+    result = module.chunk_error(tiny_run / "run/checkpoints/step-000004", data, windows=10, image_size=16)
+    assert result.rows == 8 and max(result.error) == 0.0 and max(result.hold) > 0.0  # the whole plan
+    history = DemoDataset(data, chunk=8, history=2)
+    picks = np.random.default_rng(0).choice(len(history), size=10, replace=False)
+    expected = [history[int(i)]["state"].numpy() for i in picks for _ in range(2)]  # two draws each
+    np.testing.assert_array_equal(np.stack(replayer.seen), np.stack(expected))
+    assert any((h[0] != h[1]).any() for h in replayer.seen)  # frames t-1 and t, not one frame twice
+
+
+def test_chunk_error_on_a_diffusion_policy_checkpoint(tiny_run, tmp_path):
+    from test_baselines import TINY_DP
+
+    from pi0bench.chunk_error import chunk_error
+    from pi0bench.registry import recipe_class
+    from pi0bench.train import TrainConfig, train
+
+    configs = recipe_class("dp").configs
+    configs[TINY_DP.name] = replace(TINY_DP, state_dim=0, action_dim=0, cameras=0)
+    try:
+        with onednn_disabled():
+            final = train(TrainConfig(policy="dp", data=[tiny_run / "data"], out=tmp_path / "dp",
+                                      model=TINY_DP.name, steps=2, batch_size=2, warmup=1))
+    finally:
+        del configs[TINY_DP.name]
+    result = chunk_error(final, tiny_run / "data", windows=4, image_size=16)
+    assert result.policy == "dp" and result.rows == TINY_DP.execute  # the plan the loop executes
+    assert min(result.spread) > 0.0  # two noise draws differ
+    assert all(np.isfinite(result.error))
