@@ -424,6 +424,8 @@ def train_(
     threads: int = typer.Option(1, help="torch threads (set it explicitly: two jobs on two cores must not oversubscribe)"),
     init_from: Optional[Path] = typer.Option(None, help="warm start: begin a new run (its own schedule) from this "
                                                          "checkpoint's weights and normalisation, e.g. a finished run's checkpoints/last"),
+    model_arg: list[str] = typer.Option([], help="NAME=VALUE: set a field of the model config, repeatable "
+                                                  "(dp: noise_draws=4; pi0: image_pool=1)"),
 ) -> None:
     """Train a policy on demonstrations; writes checkpoints, losses.csv and loss.png."""
     from pi0bench.train import TrainConfig, train
@@ -438,7 +440,8 @@ def train_(
         raise UserError(f"--milestones must lie in (0, 1] (got {milestones!r})")
     config = TrainConfig(policy=policy, data=list(data), out=out_dir, model=model, steps=steps,
                          batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                         milestones=fractions, threads=threads, init_from=init_from)
+                         milestones=fractions, threads=threads, init_from=init_from,
+                         model_args=_name_values(model_arg, "--model-arg"))
     final = train(config, console=err)
     out.print(f"checkpoint: {final}")
 
@@ -551,24 +554,29 @@ def _realtime(on: bool, mode: str, latency_ms: float | None, jitter_ms: float):
     return Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=jitter_ms)
 
 
-def _policy_args(items: list[str], device: str | None = None) -> tuple[tuple[str, object], ...]:
-    """NAME=VALUE strings -> (name, value) pairs; values are read as JSON when they parse
-    (numbers, true/false), else kept as text. `--device` is the policy option `device`."""
+def _name_values(items: list[str], flag: str, given: list[tuple[str, object]] | None = None) -> tuple[tuple[str, object], ...]:
+    """NAME=VALUE strings of `flag` -> (name, value) pairs after `given`; values are read as
+    JSON when they parse (numbers, true/false, lists), else kept as text."""
     import json
 
-    pairs = [("device", device)] if device is not None else []
+    pairs = list(given or [])
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
-            raise UserError(f"--policy-arg {item!r} is not NAME=VALUE")
+            raise UserError(f"{flag} {item!r} is not NAME=VALUE")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
         if any(name.strip() == known for known, _ in pairs):
-            raise UserError(f"policy option {name.strip()!r} is given twice (--policy-arg or --device)")
+            raise UserError(f"{name.strip()!r} is given twice ({flag}{' or --device' if flag == '--policy-arg' else ''})")
         pairs.append((name.strip(), value))
     return tuple(pairs)
+
+
+def _policy_args(items: list[str], device: str | None = None) -> tuple[tuple[str, object], ...]:
+    """--policy-arg NAME=VALUE pairs; `--device` is the policy option `device`."""
+    return _name_values(items, "--policy-arg", [("device", device)] if device is not None else [])
 
 
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:

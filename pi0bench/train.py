@@ -53,10 +53,44 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.25, 0.5, 1.0)  # fractions of `steps` kept as step-N checkpoints
     threads: int = 1  # torch's intra-op threads (explicit: results and speed must not depend on the host)
     init_from: Path | None = None  # warm start: a checkpoint of the same policy and model whose weights begin the run
+    model_args: tuple[tuple[str, object], ...] = ()  # (field, value) set in the model config (--model-arg)
 
     def to_dict(self) -> dict:
         return {k: ([str(p) for p in v] if k == "data" else str(v) if k in ("out", "init_from") and v is not None else v)
                 for k, v in asdict(self).items()}
+
+
+def with_model_args(fields: dict, model_args: tuple[tuple[str, object], ...]) -> dict:
+    """A model config's fields with `--model-arg` values set; a name that is not a field is
+    an error naming the fields."""
+    for name, value in model_args:
+        if name not in fields:
+            raise UserError(f"--model-arg {name!r} is not a field of the {fields.get('name')} config; "
+                            f"choose from: {', '.join(sorted(fields))}")
+        if not _same_kind(value, fields[name]):
+            raise UserError(f"--model-arg {name}={value!r}: expected {type(fields[name]).__name__}, "
+                            f"like its current value {fields[name]!r}")
+    return {**fields, **dict(model_args)}
+
+
+def _same_kind(value: object, current: object) -> bool:
+    """Whether a parsed --model-arg value can stand for a field's current value."""
+    if current is None:
+        return True
+    if isinstance(current, float) and not isinstance(value, bool):
+        return isinstance(value, (int, float))
+    if isinstance(current, (tuple, list)):
+        return isinstance(value, list)
+    return type(value) is type(current)
+
+
+def _check_resumed_model_args(fields: dict, model_args: tuple[tuple[str, object], ...]) -> None:
+    """A resumed run keeps the config it started with; a --model-arg that contradicts it is an
+    error, not a silent change half-way through."""
+    for name, value in model_args:
+        if fields.get(name) != value:
+            raise UserError(f"this run was started with {name}={fields.get(name)!r}, not {value!r}; "
+                            "resume it with the --model-arg it was started with")
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -109,13 +143,16 @@ def train(config: TrainConfig, console: Console | None = None) -> Path:
         saved = checkpoint.read_config(state_path)
         recipe = recipe_cls.from_dict(saved["model"])
         warm_start = saved.get("warm_start")
-    elif init:
-        recipe = recipe_cls.from_dict(init["model"])
+        _check_resumed_model_args(recipe.config_dict(), config.model_args)
     else:
-        name = config.model or recipe_cls.default_config
-        if name not in recipe_cls.configs:
-            raise UserError(f"unknown --model {name!r} for {config.policy}; choose from: {', '.join(recipe_cls.configs)}")
-        recipe = recipe_cls.from_name(name)
+        if init:
+            recipe = recipe_cls.from_dict(init["model"])
+        else:
+            name = config.model or recipe_cls.default_config
+            if name not in recipe_cls.configs:
+                raise UserError(f"unknown --model {name!r} for {config.policy}; choose from: {', '.join(recipe_cls.configs)}")
+            recipe = recipe_cls.from_name(name)
+        recipe = recipe_cls.from_dict(with_model_args(recipe.config_dict(), config.model_args))
     data = TrainingData([Path(p) for p in config.data], recipe.chunk, recipe.history)
     if not resume:
         fitted = recipe.for_datasets([d.info for d in data.sets])

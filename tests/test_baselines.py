@@ -219,6 +219,43 @@ def test_episode_through_the_real_loop(tmp_path, drawer_env, policy, cfg, build,
     assert record.final_state_sha and again.final_state_sha == record.final_state_sha
 
 
+def test_dp_noise_draws_denoise_one_condition_at_several_noise_levels():
+    """With k draws the loss is the k-times-repeated batch's loss with one draw (the same noise
+    and levels from the generator): each window's condition is denoised k times."""
+    torch.manual_seed(0)
+    model = DpModel(TINY_DP)
+    batch = dp_batch()
+    twice = {k: v.repeat(2, *[1] * (v.dim() - 1)) for k, v in batch.items()}
+    model.cfg = replace(TINY_DP, noise_draws=2)
+    drawn = model.loss(batch, torch.Generator().manual_seed(3))
+    model.cfg = TINY_DP
+    expected = model.loss(twice, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(drawn, expected)
+    assert not torch.allclose(model.loss(batch, torch.Generator().manual_seed(3)), expected)
+    with pytest.raises(UserError, match="noise_draws must be at least 1"):
+        replace(TINY_DP, noise_draws=0)
+
+
+@pytest.mark.usefixtures("onednn_off")
+def test_model_args_set_config_fields_and_bad_ones_are_one_line_errors(tmp_path, monkeypatch):
+    import json
+
+    from pi0bench.train import TrainConfig, train
+
+    monkeypatch.setitem(recipe_class("dp").configs, TINY_DP.name, replace(TINY_DP, state_dim=0, action_dim=0, cameras=0))
+    data = synthetic_dataset(tmp_path / "data")
+    common = dict(policy="dp", data=[data], model=TINY_DP.name, steps=2, batch_size=2, warmup=1)
+    final = train(TrainConfig(out=tmp_path / "run", model_args=(("noise_draws", 3),), **common))
+    assert json.loads((final / "config.json").read_text())["model"]["noise_draws"] == 3
+    train(TrainConfig(out=tmp_path / "run", model_args=(("noise_draws", 3),), **common))  # resumes
+    with pytest.raises(UserError, match="started with noise_draws=3, not 2"):
+        train(TrainConfig(out=tmp_path / "run", model_args=(("noise_draws", 2),), **common))
+    with pytest.raises(UserError, match="'beam' is not a field of the tiny-dp config; choose from: .*noise_draws"):
+        train(TrainConfig(out=tmp_path / "other", model_args=(("beam", 2),), **common))
+    with pytest.raises(UserError, match="noise_draws=2.5: expected int, like its current value 1"):
+        train(TrainConfig(out=tmp_path / "other", model_args=(("noise_draws", 2.5),), **common))
+
+
 @pytest.mark.usefixtures("onednn_off")
 @pytest.mark.parametrize("policy,cfg", [("act", TINY_ACT), ("dp", TINY_DP)])
 def test_training_pipeline_fits_the_dataset(tmp_path, monkeypatch, policy, cfg):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pi0bench.errors import UserError
 from pi0bench.policies.visuomotor import PerTaskConfig
 
 
@@ -24,6 +25,14 @@ class DpConfig(PerTaskConfig):
     train_steps: int = 100  # DDPM noise levels (squared-cosine schedule, ε-prediction)
     inference_steps: int = 10  # DDIM steps at inference
     lr: float = 1e-4
+    # Noise draws per training window: the image condition (most of a step's cost) is computed
+    # once and denoised at this many noise levels, more diffusion samples per step for little
+    # more time. 1 is the usual recipe.
+    noise_draws: int = 1
+
+    def __post_init__(self) -> None:
+        if self.noise_draws < 1:
+            raise UserError(f"noise_draws must be at least 1 (got {self.noise_draws})")
 
     @classmethod
     def from_dict(cls, data: dict) -> DpConfig:

@@ -117,14 +117,16 @@ class DpModel(nn.Module):
         return torch.cat([features.view(b, t, -1), state], -1).flatten(1)
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        """ε-prediction MSE at a uniformly drawn noise level, over unpadded action rows."""
-        actions = batch["actions"]
-        b = actions.shape[0]
+        """ε-prediction MSE at uniformly drawn noise levels (`noise_draws` a window, sharing one
+        image condition), over unpadded action rows."""
+        draws = self.cfg.noise_draws
+        actions = batch["actions"].repeat(draws, 1, 1)
         noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype)
-        steps = torch.randint(0, self.cfg.train_steps, (b,), generator=generator)
+        steps = torch.randint(0, self.cfg.train_steps, (actions.shape[0],), generator=generator)
         noisy = self.train_scheduler.add_noise(actions, noise, steps)
-        predicted = self.unet(noisy, steps, self.condition(batch["images"], batch["state"]))
-        valid = (~batch["action_is_pad"]).unsqueeze(-1).to(predicted.dtype)
+        condition = self.condition(batch["images"], batch["state"]).repeat(draws, 1)
+        predicted = self.unet(noisy, steps, condition)
+        valid = (~batch["action_is_pad"].repeat(draws, 1)).unsqueeze(-1).to(predicted.dtype)
         return ((predicted - noise) ** 2 * valid).sum() / (valid.sum() * actions.shape[-1]).clamp(min=1.0)
 
     @torch.no_grad()
