@@ -7,8 +7,9 @@ each phase is the median over the measured steps (after warm-up steps).
 Usage: python benchmarks/train_speed.py --data DATASET [--policies act,dp,pi0] [--steps 6]
        [--out benchmarks/results/train_speed.json]
 
-A policy may carry config overrides to compare variants in the same run, e.g.
-`--policies pi0:image_pool=1,pi0:image_pool=2` (integer fields only).
+A policy may carry model-config overrides to compare variants in the same run, e.g.
+`--policies pi0:image_pool=1,pi0:image_pool=2` (checked as `pi0bench train --model-arg` checks
+them; values are read as JSON).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import os
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +26,18 @@ import torch
 
 from pi0bench.normalize import Normalizer
 from pi0bench.registry import recipe_class
-from pi0bench.train import TrainingData, batch_indices
+from pi0bench.train import TrainingData, batch_indices, with_model_args
 
 PHASES = ("data", "forward", "backward", "optimizer")
 
 
 def recipe_for(spec: str):
-    """`policy` or `policy:field=int:field=int` -> that family's default recipe, overridden."""
+    """`policy` or `policy:field=value:field=value` -> that family's default recipe, overridden."""
     policy, *overrides = spec.split(":")
     recipe_cls = recipe_class(policy)
-    config = recipe_cls.configs[recipe_cls.default_config]
-    fields = dict(item.split("=", 1) for item in overrides)
-    return recipe_cls(replace(config, **{k: int(v) for k, v in fields.items()}))
+    recipe = recipe_cls.from_name(recipe_cls.default_config)
+    args = tuple((name, json.loads(value)) for name, value in (item.split("=", 1) for item in overrides))
+    return recipe_cls.from_dict(with_model_args(recipe.config_dict(), args))
 
 
 def measure(spec: str, data_root: Path, batch: int, steps: int, warmup: int = 2) -> dict:
