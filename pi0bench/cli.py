@@ -554,9 +554,11 @@ def _realtime(on: bool, mode: str, latency_ms: float | None, jitter_ms: float):
     return Realtime(mode=mode, latency_ms=latency_ms, jitter_ms=jitter_ms)
 
 
-def _name_values(items: list[str], flag: str, given: list[tuple[str, object]] | None = None) -> tuple[tuple[str, object], ...]:
-    """NAME=VALUE strings of `flag` -> (name, value) pairs after `given`; values are read as
-    JSON when they parse (numbers, true/false, lists), else kept as text."""
+def _name_values(items: list[str], flag: str, given: list[tuple[str, object]] | None = None,
+                 given_by: str = "") -> tuple[tuple[str, object], ...]:
+    """NAME=VALUE strings of `flag` -> (name, value) pairs after `given` (set by the option
+    `given_by`); values are read as JSON when they parse (numbers, true/false, lists), else
+    kept as text."""
     import json
 
     pairs = list(given or [])
@@ -569,14 +571,14 @@ def _name_values(items: list[str], flag: str, given: list[tuple[str, object]] | 
         except json.JSONDecodeError:
             value = text
         if any(name.strip() == known for known, _ in pairs):
-            raise UserError(f"{name.strip()!r} is given twice ({flag}{' or --device' if flag == '--policy-arg' else ''})")
+            raise UserError(f"{name.strip()!r} is given twice ({flag}{' or ' + given_by if given_by else ''})")
         pairs.append((name.strip(), value))
     return tuple(pairs)
 
 
 def _policy_args(items: list[str], device: str | None = None) -> tuple[tuple[str, object], ...]:
     """--policy-arg NAME=VALUE pairs; `--device` is the policy option `device`."""
-    return _name_values(items, "--policy-arg", [("device", device)] if device is not None else [])
+    return _name_values(items, "--policy-arg", [("device", device)] if device is not None else [], "--device")
 
 
 def _camera_list(cameras: str | None) -> tuple[str, ...] | None:

@@ -157,6 +157,11 @@ def _checkpoint(tmp_path, policy, cfg, model):
 SHORT_EPISODE = 101
 
 
+def register_tiny(monkeypatch, policy: str, cfg) -> None:
+    """Make `cfg` a named model of `policy` for this test, its dimensions left to the dataset."""
+    monkeypatch.setitem(recipe_class(policy).configs, cfg.name, replace(cfg, state_dim=0, action_dim=0, cameras=0))
+
+
 @pytest.fixture
 def drawer_env():
     from pi0bench.envs.task_env import TaskEnv
@@ -242,7 +247,7 @@ def test_model_args_set_config_fields_and_bad_ones_are_one_line_errors(tmp_path,
 
     from pi0bench.train import TrainConfig, train
 
-    monkeypatch.setitem(recipe_class("dp").configs, TINY_DP.name, replace(TINY_DP, state_dim=0, action_dim=0, cameras=0))
+    register_tiny(monkeypatch, "dp", TINY_DP)
     data = synthetic_dataset(tmp_path / "data")
     common = dict(policy="dp", data=[data], model=TINY_DP.name, steps=2, batch_size=2, warmup=1)
     final = train(TrainConfig(out=tmp_path / "run", model_args=(("noise_draws", 3),), **common))
@@ -261,10 +266,9 @@ def test_model_args_set_config_fields_and_bad_ones_are_one_line_errors(tmp_path,
 def test_training_pipeline_fits_the_dataset(tmp_path, monkeypatch, policy, cfg):
     import json
 
-    from pi0bench.registry import recipe_class
     from pi0bench.train import TrainConfig, train
 
-    monkeypatch.setitem(recipe_class(policy).configs, cfg.name, replace(cfg, state_dim=0, action_dim=0, cameras=0))
+    register_tiny(monkeypatch, policy, cfg)
     data = synthetic_dataset(tmp_path / "data")
     final = train(TrainConfig(policy=policy, data=[data], out=tmp_path / "run", model=cfg.name, steps=2,
                               batch_size=2, warmup=1))

@@ -202,21 +202,16 @@ def test_chunk_error_gives_a_re_planning_policy_consecutive_frames_and_compares_
     assert any((h[0] != h[1]).any() for h in replayer.seen)  # frames t-1 and t, not one frame twice
 
 
-def test_chunk_error_on_a_diffusion_policy_checkpoint(tiny_run, tmp_path):
-    from test_baselines import TINY_DP
+@pytest.mark.usefixtures("onednn_off")
+def test_chunk_error_on_a_diffusion_policy_checkpoint(tiny_run, tmp_path, monkeypatch):
+    from test_baselines import TINY_DP, register_tiny
 
     from pi0bench.chunk_error import chunk_error
-    from pi0bench.registry import recipe_class
     from pi0bench.train import TrainConfig, train
 
-    configs = recipe_class("dp").configs
-    configs[TINY_DP.name] = replace(TINY_DP, state_dim=0, action_dim=0, cameras=0)
-    try:
-        with onednn_disabled():
-            final = train(TrainConfig(policy="dp", data=[tiny_run / "data"], out=tmp_path / "dp",
-                                      model=TINY_DP.name, steps=2, batch_size=2, warmup=1))
-    finally:
-        del configs[TINY_DP.name]
+    register_tiny(monkeypatch, "dp", TINY_DP)
+    final = train(TrainConfig(policy="dp", data=[tiny_run / "data"], out=tmp_path / "dp",
+                              model=TINY_DP.name, steps=2, batch_size=2, warmup=1))
     result = chunk_error(final, tiny_run / "data", windows=4, image_size=16)
     assert result.policy == "dp" and result.rows == TINY_DP.execute  # the plan the loop executes
     assert min(result.spread) > 0.0  # two noise draws differ

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_baselines import SHORT_EPISODE
 from test_pi0 import synthetic_dataset
 
 from pi0bench.errors import UserError
@@ -259,7 +260,7 @@ def camera_env():
     from pi0bench.envs.task_env import TaskEnv
 
     env = TaskEnv("drawer_tidy", cameras=("base",), image_size=16)  # the one camera OpenVLA reads
-    env.max_steps = 101  # the loop and truncation are the same at any length; 101 is no chunk multiple
+    env.max_steps = SHORT_EPISODE
     yield env
     env.close()
 
