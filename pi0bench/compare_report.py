@@ -1,8 +1,9 @@
 """The comparison report: what a researcher pastes into a paper or a pull request.
 
 summary.json and summary.csv (one row per policy x task) for machines; report.md (tables with
-the best policy of each task in bold) and a self-contained report.html for people; plots in
-the paper's style: mean score per task with CI whiskers, per-stage bars, success vs latency.
+the best policy of each task in bold) and report.html for people (figures embedded, videos
+linked from the comparison directory); plots in the paper's style: mean score per task with CI
+whiskers, per-stage bars, success vs latency.
 Everything is recomputed from the stored episodes, so `pi0bench report DIR` rebuilds it.
 """
 
@@ -262,11 +263,10 @@ def write_comparison(out: Path) -> dict:
     title = f"pi0bench comparison: {', '.join(config['policies'])} on {', '.join(config['tasks'])}"
     videos = video_rows(out, config)
     sections = _sections(config, cells, not_applicable, pairs, totals, videos)
-    media = {**images, **{name: (out / name).read_bytes() for _, row in videos for _, name in row}}
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
     atomic_write_bytes(out / "summary.csv", summary_csv(cells).encode() if cells else b"")
     atomic_write_bytes(out / "report.md", render_markdown(title, sections).encode())
-    atomic_write_bytes(out / "report.html", render_html(title, sections, media).encode())
+    atomic_write_bytes(out / "report.html", render_html(title, sections, images).encode())
     for name, data in images.items():
         atomic_write_bytes(out / name, data)
     return summary

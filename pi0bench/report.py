@@ -199,7 +199,9 @@ _CSS = (
 
 
 def render_html(title: str, sections: list[Section], media: dict[str, bytes]) -> str:
-    """A self-contained page: the PNGs and MP4s named by sections are embedded."""
+    """One page: the PNGs named by sections are embedded; videos are linked by their path
+    relative to the page, because a comparison's films (tens of MB) would otherwise be
+    stored twice and make the page slow to open."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -224,10 +226,10 @@ def render_html(title: str, sections: list[Section], media: dict[str, bytes]) ->
             parts.append(f'<img alt="{esc(section.title)}" src="data:image/png;base64,{data}">')
         for caption, row in section.videos:
             figures = "".join(
-                f'<figure><video controls muted width="320" src="data:video/mp4;base64,'
-                f'{base64.b64encode(media[name]).decode("ascii")}"></video><figcaption>{esc(label)}'
-                f"</figcaption></figure>" for label, name in row)
-            parts.append(f'<p>{esc(caption)}</p><div style="display:flex;gap:1em">{figures}</div>')
+                f'<figure><video controls muted preload="metadata" width="320" src="{esc(name)}">'
+                f"</video><figcaption>{esc(label)}</figcaption></figure>" for label, name in row)
+            parts.append(f'<p>{esc(caption)}</p><div style="display:flex;flex-wrap:wrap;gap:1em">'
+                         f"{figures}</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
