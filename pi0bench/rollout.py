@@ -47,6 +47,9 @@ class EpisodeRecord:
     delay_steps: int = 0  # control steps played while waiting on the policy (real-time mode)
     final_state_sha: str = ""  # sha256 of the simulator's final state (env.state_sha)
     call_latencies_ms: list[float] = field(default_factory=list)  # every policy call, in order
+    # sha256 prefix of the weights the policy loaded ("" without weights): ties a stored number
+    # to one checkpoint file, whichever folder or search path it was found through
+    checkpoint_sha: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,6 +188,7 @@ def run_episode(env, policy, *, task: str, policy_name: str, seed: int, episode:
         sim_seconds=float(info.get("sim_seconds", 0.0)), wall_seconds=time.perf_counter() - started,
         latency_mean_ms=float(lat.mean()), latency_p95_ms=float(np.percentile(lat, 95)),
         error=error, delay_steps=waited, final_state_sha=base.state_sha(), call_latencies_ms=latencies,
+        checkpoint_sha=str(getattr(policy, "metadata", {}).get("checkpoint", "")),
     )
 
 

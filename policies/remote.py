@@ -61,7 +61,7 @@ class RemotePolicy:
                             f"actions; this task's robot ({self.robot}) needs {self.action_dim}-D")
         self.execute_steps = ours.get("execute_steps") if self.serves_pi0bench else None
         self.metadata = {"name": f"{REMOTE_PREFIX}{url}", "version": str(self.server_metadata.get("version", "")),
-                         "checkpoint": str(ours.get("policy", "")) if self.serves_pi0bench else "",
+                         "checkpoint": str(self.server_metadata.get("checkpoint", "")) if self.serves_pi0bench else "",
                          "layout": self.layout}
         self.last_server_timing: dict = {}
 

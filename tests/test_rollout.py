@@ -149,5 +149,6 @@ def test_a_wrapped_env_runs_through_the_loop_and_sees_every_step():
     for timing in ("wall_seconds", "latency_mean_ms", "latency_p95_ms", "call_latencies_ms"):
         a.pop(timing), b.pop(timing)
     assert a == b and a["points"] > 0
+    assert a["checkpoint_sha"] == ""  # the expert loads no weights
     plain.close()
     wrapped.close()
