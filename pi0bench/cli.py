@@ -168,10 +168,8 @@ def serve(
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a directory of `pi0bench eval`, `compare` or `latency-sweep`")) -> None:
     """Recompute summary, report.md/html and the plots from the stored episodes."""
-    from pi0bench import latency_sweep
+    from pi0bench import latency_sweep, robustness
     from pi0bench.compare_store import CONFIG_FILE
-
-    from pi0bench import robustness
 
     if (run_dir / robustness.CONFIG_FILE).is_file():
         out.print(robustness_table(robustness.write_robustness(run_dir)))
