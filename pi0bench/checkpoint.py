@@ -74,6 +74,12 @@ def weights_sha256(directory: Path) -> str:
     return hashlib.sha256((Path(directory) / "model.safetensors").read_bytes()).hexdigest()
 
 
+def weights_digest(directory: Path) -> str:
+    """The short name of a checkpoint's weights (12 hex digits of their sha256) that a loaded
+    policy reports in its metadata and every episode it plays records."""
+    return weights_sha256(directory)[:12]
+
+
 def check_fits(directory: Path, policy: str, robot: str) -> dict:
     """The config of a checkpoint that must be `policy`'s and drive `robot`: a checkpoint of
     another family, or trained on another robot, is one clear error. Reads config.json only."""
@@ -145,8 +151,7 @@ def load_for_env(directory: Path, description, recipe_class, device: str = "cpu"
     target = torch_device(device)
     config = check_fits(directory, recipe_class.name, description.robot)
     recipe, model, config = load_policy_model(directory, recipe_class, config)
-    digest = weights_sha256(directory)[:12]
-    metadata = {"name": recipe_class.name, "version": recipe.config.name, "checkpoint": digest,
+    metadata = {"name": recipe_class.name, "version": recipe.config.name, "checkpoint": weights_digest(directory),
                 **({"device": str(target)} if target.type != CPU else {})}
     model.to(target)
     return recipe, model, Normalizer.from_dict(config["normalizers"][description.robot]), metadata

@@ -211,17 +211,16 @@ def test_act_temporal_ensemble_is_a_policy_option(tmp_path, drawer_env):
     ("act", TINY_ACT, ActModel, {}), ("act", TINY_ACT, ActModel, {"temporal_ensemble": 0.01}),
     ("dp", TINY_DP, DpModel, {})])
 def test_episode_through_the_real_loop(tmp_path, drawer_env, policy, cfg, build, args):
+    from pi0bench.checkpoint import weights_digest
     from pi0bench.registry import make_policy
     from pi0bench.rollout import run_episode
-
-    from pi0bench.checkpoint import weights_sha256
 
     torch.manual_seed(0)
     path = _checkpoint(tmp_path, policy, cfg, build(cfg))
     agent = make_policy(policy, drawer_env, str(path), args)
     record = run_episode(drawer_env, agent, task="drawer_tidy", policy_name=policy, seed=0, episode=0)
     assert record.error == "" and record.steps == drawer_env.max_steps
-    assert record.checkpoint_sha == weights_sha256(path)[:12]  # the episode names its weights
+    assert record.checkpoint_sha == weights_digest(path)  # the episode names its weights
     again = run_episode(drawer_env, agent, task="drawer_tidy", policy_name=policy, seed=0, episode=0)
     # an untrained model scores 0 and runs to the limit either way: only the final simulator
     # state can tell a replay that diverged from one that did not

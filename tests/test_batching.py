@@ -238,11 +238,11 @@ def _shas(out, **config) -> list[str]:
 
 
 def test_a_shared_policy_run_equals_the_unshared_one_at_batch_one(tmp_path):
-    from pi0bench.checkpoint import resolve, weights_sha256
+    from pi0bench.checkpoint import resolve, weights_digest
 
     plain = _shas(tmp_path / "plain", policy="act")
     assert _shas(tmp_path / "shared", policy="act", workers=2, shared_policy=True, max_batch=1) == plain
-    weights = weights_sha256(resolve(None, "act-small-drawer_tidy", "act"))[:12]
+    weights = weights_digest(resolve(None, "act-small-drawer_tidy", "act"))
     for run in ("plain", "shared"):  # the served episodes name the server's weights too
         assert set(RunStore(tmp_path / run).load()["checkpoint_sha"]) == {weights}
 
