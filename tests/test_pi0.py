@@ -133,6 +133,46 @@ def test_image_pool_averages_neighbouring_patches_and_rejects_a_bad_factor():
     assert Pi0Config.from_dict(old).image_pool == 1 and PI0_SMALL.image_pool == 2
 
 
+def test_noise_draws_run_the_prefix_once_for_several_flow_samples(model):
+    """With k draws the loss is the k-times-repeated batch's single-draw loss (the same ε and
+    τ from the seeds), while the vision tower and the prefix run on the batch only once."""
+    batch = make_batch()
+    twice = {k: v.repeat(2, *[1] * (v.dim() - 1)) for k, v in batch.items()}
+    drawing = seeded_model(Pi0Model, replace(TINY, noise_draws=2))
+    images_seen = []
+    hook = drawing.vision_tower.register_forward_hook(lambda m, args, kwargs_out: images_seen.append(
+        kwargs_out.last_hidden_state.shape[0]))
+    with torch.no_grad():
+        torch.manual_seed(3)
+        drawn = drawing.loss(batch, torch.Generator().manual_seed(4))
+        hook.remove()
+        torch.manual_seed(3)
+        expected = model.loss(twice, torch.Generator().manual_seed(4))
+        torch.manual_seed(3)
+        one_draw = model.loss(batch, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(drawn, expected, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(one_draw, expected)
+    assert images_seen == [2 * 3]  # 2 windows x 3 cameras, not 4 windows
+    with pytest.raises(UserError, match="noise_draws must be at least 1"):
+        replace(TINY, noise_draws=0)
+    old = {k: v for k, v in PI0_SMALL.to_dict().items() if k != "noise_draws"}
+    assert Pi0Config.from_dict(old).noise_draws == 1
+
+
+def test_the_cached_prefix_gives_the_loss_of_the_joint_forward(model):
+    """Training runs the prefix alone and the action expert against its cached keys and
+    values; since the prefix never attends to the suffix, that must equal running both groups
+    together."""
+    batch = make_batch()
+    actions = torch.randn(2, TINY.horizon, 32)
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        prefix, valid = model.embed_prefix(batch["images"], batch["image_mask"], batch["tokens"], batch["token_mask"])
+        joint = model.velocity(prefix, valid, batch["state"], actions, t)
+        cached = model.velocity(prefix, valid, batch["state"], actions, t, model.prefix_cache(prefix, valid))
+    torch.testing.assert_close(cached, joint, atol=1e-5, rtol=1e-4)
+
+
 def test_loss_falls_on_a_tiny_dataset():
     torch.manual_seed(0)
     model = Pi0Model(TINY)

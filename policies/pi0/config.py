@@ -38,6 +38,7 @@ class Pi0Config:
     horizon: int = 50
     tokenizer: str = "sentencepiece"  # PaliGemma's tokenizer.model, kept beside the weights; or "bytes"
     image_pool: int = 1  # average k x k neighbouring patch tokens before the VLM (1: none, as π0)
+    noise_draws: int = 1  # training only: (noise, time) draws a window, sharing one prefix (1: as π0)
     vision: VisionConfig = field(default_factory=VisionConfig)
 
     def __post_init__(self) -> None:
@@ -45,6 +46,8 @@ class Pi0Config:
         if self.image_pool < 1 or grid % self.image_pool:
             raise UserError(f"{self.name}: image_pool {self.image_pool} does not divide the {grid} x {grid} patch grid; "
                              f"use a divisor of {grid}")
+        if self.noise_draws < 1:
+            raise UserError(f"noise_draws must be at least 1 (got {self.noise_draws})")
 
     def to_dict(self) -> dict:
         return asdict(self)

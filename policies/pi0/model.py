@@ -210,17 +210,22 @@ class Pi0Model(nn.Module):
     # -- training and sampling ---------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Flow-matching loss: τ ~ Beta(1.5, 1) in [0.001, 1], x_τ = τ·ε + (1−τ)·A, target
-        ε − A, mean squared error over real action dims and unpadded chunk rows."""
-        actions = batch["actions"]
+        ε − A, mean squared error over real action dims and unpadded chunk rows. Each window's
+        prefix (images, prompt) runs once; its cached keys and values serve `noise_draws`
+        (ε, τ) draws of the action expert, so extra draws cost only the suffix."""
+        draws = self.cfg.noise_draws
+        actions = batch["actions"].repeat(draws, 1, 1)
         b = actions.shape[0]
         noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=actions.dtype)
         beta = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0))
         tau = (beta.sample((b,)) * 0.999 + 0.001).to(actions.device, actions.dtype)
         x_t = tau[:, None, None] * noise + (1 - tau[:, None, None]) * actions
         prefix, valid = self.embed_prefix(batch["images"], batch["image_mask"], batch["tokens"], batch["token_mask"])
-        predicted = self.velocity(prefix, valid, batch["state"], x_t, tau)
+        cache = [(keys.repeat(draws, 1, 1, 1), values.repeat(draws, 1, 1, 1))
+                 for keys, values in self.prefix_cache(prefix, valid)]
+        predicted = self.velocity(prefix, valid.repeat(draws, 1), batch["state"].repeat(draws, 1), x_t, tau, cache)
         error = (predicted - (noise - actions)) ** 2
-        weight = batch["action_weight"]  # [B, H, action_dim]: real dims of unpadded rows
+        weight = batch["action_weight"].repeat(draws, 1, 1)  # [B, H, action_dim]: real dims of unpadded rows
         return (error * weight).sum() / weight.sum().clamp(min=1.0)
 
     @torch.no_grad()
