@@ -140,8 +140,8 @@ def test_noise_draws_run_the_prefix_once_for_several_flow_samples(model):
     twice = {k: v.repeat(2, *[1] * (v.dim() - 1)) for k, v in batch.items()}
     drawing = seeded_model(Pi0Model, replace(TINY, noise_draws=2))
     images_seen = []
-    hook = drawing.vision_tower.register_forward_hook(lambda m, args, kwargs_out: images_seen.append(
-        kwargs_out.last_hidden_state.shape[0]))
+    hook = drawing.vision_tower.register_forward_hook(lambda module, args, output: images_seen.append(
+        output.last_hidden_state.shape[0]))
     with torch.no_grad():
         torch.manual_seed(3)
         drawn = drawing.loss(batch, torch.Generator().manual_seed(4))
