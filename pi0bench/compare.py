@@ -20,7 +20,7 @@ from pi0bench.errors import UserError
 from pi0bench.evaluate import EvalConfig, evaluate
 from pi0bench.registry import PRIVILEGED, RECIPES, check_policy, check_task, describe_env, is_remote, unfit_reason
 from pi0bench.compare_store import CONFIG_FILE
-from pi0bench.store import atomic_write_text, cell_dir
+from pi0bench.store import atomic_write_text, cell_dir, code_revision
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -75,6 +75,7 @@ def compare(config: CompareConfig, console: Console | None = None) -> dict:
         from pi0bench.policies.device import torch_device
 
         torch_device(config.device)
+    code_revision()  # pinned before this command writes anything into the tree
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))

@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import tempfile
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -70,7 +71,11 @@ def default_run_dir(policy: str, task: str, seed: int) -> Path:
     return Path("results") / "runs" / f"{safe_name(policy)}-{safe_name(task)}-seed{seed}"
 
 
-def _git_revision() -> str:
+@cache
+def code_revision() -> str:
+    """The revision this process started on, read once: a command that writes several runs into
+    the tree (a resumed compare rewrites earlier cells' run.json before it plays the next cell)
+    must not call its own later runs dirty; the code it runs was loaded at the start anyway."""
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
@@ -115,7 +120,7 @@ class RunStore:
             config = {**config, "episodes": max(config["episodes"], old.get("episodes", 0))}
         here = {
             "versions": _versions(),
-            "git_revision": _git_revision(),
+            "git_revision": code_revision(),
             "machine": {"host": socket.gethostname(), "platform": platform.platform(),
                         "python": platform.python_version(), "cpus": os.cpu_count()},
         }

@@ -13,17 +13,41 @@ CONFIG = {"policy": "hold", "task": "drawer_tidy", "seed": 0, "episodes": 2}
 
 
 def test_resuming_keeps_the_first_provenance_and_records_later_code(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "_git_revision", lambda: "aaa")
+    monkeypatch.setattr(store, "code_revision", lambda: "aaa")
     first = RunStore(tmp_path).open(CONFIG)
     RunStore(tmp_path).open(CONFIG)  # the same code again: nothing to add
     assert "resumed_with" not in json.loads((tmp_path / "run.json").read_text())
-    monkeypatch.setattr(store, "_git_revision", lambda: "bbb")
+    monkeypatch.setattr(store, "code_revision", lambda: "bbb")
     RunStore(tmp_path).open({**CONFIG, "episodes": 5})
     RunStore(tmp_path).open({**CONFIG, "episodes": 5})
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["git_revision"] == "aaa" and run["created"] == first["created"]
     assert [r["git_revision"] for r in run["resumed_with"]] == ["bbb"]
     assert run["config"]["episodes"] == 5
+
+
+def test_a_command_that_writes_into_the_tree_does_not_call_its_later_runs_dirty(tmp_path, monkeypatch):
+    """A resumed compare rewrites the first cells' run.json (tracked files) before it plays the
+    next cell; that cell must record the revision the command started on, not "-dirty"."""
+    import subprocess
+
+    calls = []
+
+    def fake_git(args, **kwargs):
+        calls.append(args)
+        status = "" if len(calls) <= 2 else " M results/compare/cells/a/run.json"
+        out = "abc123\n" if args[1] == "rev-parse" else status
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+
+    store.code_revision.cache_clear()
+    monkeypatch.setattr(store.subprocess, "run", fake_git)
+    try:
+        first = RunStore(tmp_path / "a").open(CONFIG)
+        second = RunStore(tmp_path / "b").open(CONFIG)
+    finally:
+        store.code_revision.cache_clear()
+    assert first["git_revision"] == second["git_revision"] == "abc123"
+    assert len(calls) == 2  # git is asked once per process
 
 
 def test_a_blind_run_never_resumes_into_a_sighted_one(tmp_path):
